@@ -1,0 +1,144 @@
+# cohort -- one Makefile for the library, the programs, the tests and the
+# benchmarks.
+#
+#   make            build libcohort.a and the programs into build/
+#   make run        build and run the demo on ../shared/data
+#   make test       build and run every test, then again under ASan + UBSan
+#   make bench      build and run cohort-bench
+#
+# Knobs: V=1 (full commands), WERROR=1, SANITIZE=address,undefined,
+# MALLOC=libc|jemalloc, BUILD=dir.
+
+BUILD    ?= build
+SANITIZE ?=
+MALLOC   ?= jemalloc
+CC       ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+# Packages the build needs on Debian 12; `make` installs the missing ones.
+PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config
+DEPS_STAMP := build/.deps-ok
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wwrite-strings -Wundef -Wno-psabi
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+CFLAGS ?= -O2
+CFLAGS += -std=c11 -g -fno-omit-frame-pointer -pthread -D_GNU_SOURCE \
+	$(WARN) -Istore -Iindex -MMD -MP
+LDLIBS := -luring -lm -pthread
+
+ifneq ($(SANITIZE),)
+CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+MALLOC := libc
+endif
+ifeq ($(MALLOC),jemalloc)
+CFLAGS += -DCOHORT_JEMALLOC=1
+LDLIBS += -ljemalloc
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- sources -------------------------------------------------------------
+INDEX_SRC := index/alloc.c index/simd.c index/cmp.c
+# Kernel families: one simde source each, compiled once per SIMD target.
+KERNELS   := index/cmp_kern.c
+SIMD_TARGETS := scalar sse4 avx2 avx512
+FLAGS_scalar := -DKERN_SCALAR=1
+FLAGS_sse4   := -msse4.1
+FLAGS_avx2   := -mavx2 -mfma
+FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
+
+STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
+	store/write.c store/read.c store/filter.c
+
+LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) \
+	$(foreach t,$(SIMD_TARGETS),$(KERNELS:%.c=$(BUILD)/%.$(t).o))
+LIB     := $(BUILD)/libcohort.a
+
+DEMO    := $(BUILD)/cohort-demo
+BENCH   := $(BUILD)/cohort-bench
+BENCH_SRC := $(wildcard bench/*.c)
+TESTS   := $(BUILD)/cohort-tests
+TEST_SRC := $(wildcard tests/*/*.c)
+PROGRAMS := $(DEMO) $(BENCH)
+
+.PHONY: all deps run test check bench clean
+.DEFAULT_GOAL := all
+
+all: $(LIB) $(PROGRAMS)
+
+# ---- dependencies --------------------------------------------------------
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@missing=""; for p in $(PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+			|| missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing \
+			|| exit 1; \
+	fi
+	@mkdir -p $(dir $@) && touch $@
+
+# ---- compile -------------------------------------------------------------
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+define kernel_rule
+$(BUILD)/%.$(1).o: %.c | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  CC      $$< [$(1)]")
+	$$(Q)$$(CC) $$(CFLAGS) $$(FLAGS_$(1)) -DKERN_SUFFIX=$(1) -c $$< -o $$@
+endef
+$(foreach t,$(SIMD_TARGETS),$(eval $(call kernel_rule,$(t))))
+
+$(LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(DEMO): $(BUILD)/store/demo.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TESTS): $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ -lcriterion $(LDLIBS) -o $@
+
+# ---- run, test, bench ----------------------------------------------------
+run: $(DEMO)
+	$(DEMO) ../shared/data/bank-marketing/bank.csv
+
+# check: the tests of one build; test: the normal build, then sanitizers.
+check: $(TESTS)
+	$(TESTS) --jobs 2
+
+test:
+	$(MAKE) check
+	$(MAKE) check BUILD=build/san SANITIZE=address,undefined
+
+bench: $(BENCH)
+	$(BENCH) all
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
