@@ -59,7 +59,7 @@ FLAGS_avx2   := -mavx2 -mfma
 FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 
 STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
-	store/write.c store/read.c store/filter.c
+	store/write.c store/read.c store/filter.c store/csv.c
 
 LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) \

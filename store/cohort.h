@@ -153,24 +153,24 @@ typedef struct cohort_value {
 } cohort_value;
 
 static inline cohort_value cohort_null(void)
-{ cohort_value x; x.type = COHORT_NULL; x.v.i64 = 0; return x; }
+{ cohort_value x = { COHORT_NULL, { .vec = { 0, 0 } } }; return x; }
 static inline cohort_value cohort_f32(float f)
-{ cohort_value x; x.type = COHORT_F32; x.v.f32 = f; return x; }
+{ cohort_value x = { COHORT_F32, { .vec = { 0, 0 } } }; x.v.f32 = f; return x; }
 static inline cohort_value cohort_f64(double f)
-{ cohort_value x; x.type = COHORT_F64; x.v.f64 = f; return x; }
+{ cohort_value x = { COHORT_F64, { .vec = { 0, 0 } } }; x.v.f64 = f; return x; }
 static inline cohort_value cohort_i32(int32_t i)
-{ cohort_value x; x.type = COHORT_I32; x.v.i32 = i; return x; }
+{ cohort_value x = { COHORT_I32, { .vec = { 0, 0 } } }; x.v.i32 = i; return x; }
 static inline cohort_value cohort_i64(int64_t i)
-{ cohort_value x; x.type = COHORT_I64; x.v.i64 = i; return x; }
+{ cohort_value x = { COHORT_I64, { .vec = { 0, 0 } } }; x.v.i64 = i; return x; }
 static inline cohort_value cohort_bool(bool b)
-{ cohort_value x; x.type = COHORT_BOOL; x.v.i64 = 0; x.v.b = b; return x; }
+{ cohort_value x = { COHORT_BOOL, { .vec = { 0, 0 } } }; x.v.b = b; return x; }
 /* A cat value from len bytes (need not be NUL-terminated). */
 static inline cohort_value cohort_catn(const char *s, uint32_t len)
-{ cohort_value x; x.type = COHORT_CAT; x.v.str.ptr = s; x.v.str.len = len; return x; }
+{ cohort_value x = { COHORT_CAT, { .vec = { 0, 0 } } }; x.v.str.ptr = s; x.v.str.len = len; return x; }
 /* A cat value from a NUL-terminated string. */
 cohort_value cohort_cat(const char *s);
 static inline cohort_value cohort_vec(const float *p, uint32_t dim)
-{ cohort_value x; x.type = COHORT_VEC; x.v.vec.ptr = p; x.v.vec.dim = dim; return x; }
+{ cohort_value x = { COHORT_VEC, { .vec = { 0, 0 } } }; x.v.vec.ptr = p; x.v.vec.dim = dim; return x; }
 
 /* ------------------------------------------------------------------------
  * Database
@@ -284,7 +284,8 @@ typedef struct cohort_field {
 
 /*
  * Upsert some columns of one row (the others keep their values; a new row
- * starts all null). The value's type must be the column's type; aggregate
+ * starts all null). The value's type must be the column's type, or one that
+ * widens to it exactly (i32 into i64 or f64 columns, f32 into f64); aggregate
  * columns take any finite number (COHORT_F64/F32/I32/I64) and store it as
  * their current value at `time` (a decay column's value decays from there).
  * NaN is refused everywhere, infinity in vectors and aggregates.
@@ -317,7 +318,10 @@ typedef struct cohort_update {
  * Adding to a null value starts from 0 (from v for min/max/last).
  * Decay columns are exact and order-independent: an event older than the
  * column's reference time is decayed to it on arrival.
- * An ADD on an integer column that would overflow fails with COHORT_ERANGE.
+ * An ADD on an integer column that would overflow fails with COHORT_ERANGE;
+ * so does a float ADD whose result is NaN (inf - inf) and an aggregate
+ * whose value would leave the finite range. A plain f32/f64 sum may reach
+ * +-inf, as the column may hold it.
  */
 int cohort_event(cohort_table *t, const void *key, size_t key_len,
 		 cohort_time time, const cohort_update *updates, size_t nupdates);
@@ -390,8 +394,8 @@ int cohort_get_many(const cohort_table *t, const cohort_key *keys,
  * Filters: predicates on columns combined with and / or / not, evaluated
  * over the whole table into a bitmap of rows.
  *
- * A filter is built node by node; each builder returns the new node's id
- * (>= 0) or an error. A builder given an error as an operand returns that
+ * A filter is built node by node (at most 1024 nodes, COHORT_ELIMIT beyond);
+ * each builder returns the new node's id (>= 0) or an error. A builder given an error as an operand returns that
  * error, so nested calls need one check at the end.
  * Nulls follow SQL: a comparison with null is unknown, NOT unknown is
  * unknown, and only rows where the whole expression is true match.
