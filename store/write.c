@@ -482,20 +482,31 @@ static int write_check(cohort_table *t, const void *key, size_t key_len,
 	return 0;
 }
 
-int cohort_put(cohort_table *t, const void *key, size_t key_len,
-	       cohort_time time, const cohort_field *fields, size_t nfields)
+/*
+ * Prepare and apply a write of n updates, taken either from a put's fields
+ * (all SET, each column once) or from an event's updates.
+ */
+static int write_updates(cohort_table *t, const void *key, size_t key_len,
+			 cohort_time time, const cohort_field *fields,
+			 const cohort_update *updates, size_t n)
 {
-	int rc = write_check(t, key, key_len, nfields, fields, "put");
+	bool is_put = fields != NULL || updates == NULL;
+	const char *what = is_put ? "put" : "event";
+	int rc = write_check(t, key, key_len, n,
+			     is_put ? (const void *)fields : updates, what);
 	if (rc)
 		return rc;
 	time = time_resolve(time);
 	prep stack_ps[STACK_UPDATES];
-	prep *ps = nfields <= STACK_UPDATES ? stack_ps :
-		cmalloc(nfields * sizeof(prep));
+	prep *ps = n <= STACK_UPDATES ? stack_ps : cmalloc(n * sizeof(prep));
 	if (!ps)
-		return seterr(COHORT_ENOMEM, "out of memory");
+		return seterr(COHORT_ENOMEM, "%s: out of memory", what);
 	uint64_t seen[COHORT_MAX_COLUMNS / 64] = { 0 };
-	for (size_t i = 0; i < nfields && rc == 0; i++) {
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!is_put) {
+			rc = prep_update(t, &updates[i], &ps[i]);
+			continue;
+		}
 		cohort_update u = { fields[i].column, COHORT_OP_SET,
 				    fields[i].value };
 		rc = prep_update(t, &u, &ps[i]);
@@ -509,32 +520,28 @@ int cohort_put(cohort_table *t, const void *key, size_t key_len,
 		}
 	}
 	if (rc == 0)
-		rc = row_apply(t, key, key_len, time, ps, nfields, true);
+		rc = row_apply(t, key, key_len, time, ps, n, is_put);
 	if (ps != stack_ps)
 		cfree(ps);
 	return rc;
+}
+
+int cohort_put(cohort_table *t, const void *key, size_t key_len,
+	       cohort_time time, const cohort_field *fields, size_t nfields)
+{
+	return write_updates(t, key, key_len, time, fields, NULL, nfields);
 }
 
 int cohort_event(cohort_table *t, const void *key, size_t key_len,
 		 cohort_time time, const cohort_update *updates,
 		 size_t nupdates)
 {
-	int rc = write_check(t, key, key_len, nupdates, updates, "event");
-	if (rc)
-		return rc;
-	time = time_resolve(time);
-	prep stack_ps[STACK_UPDATES];
-	prep *ps = nupdates <= STACK_UPDATES ? stack_ps :
-		cmalloc(nupdates * sizeof(prep));
-	if (!ps)
-		return seterr(COHORT_ENOMEM, "out of memory");
-	for (size_t i = 0; i < nupdates && rc == 0; i++)
-		rc = prep_update(t, &updates[i], &ps[i]);
-	if (rc == 0)
-		rc = row_apply(t, key, key_len, time, ps, nupdates, false);
-	if (ps != stack_ps)
-		cfree(ps);
-	return rc;
+	if (!updates && nupdates)
+		return seterr(COHORT_EINVAL, "event: NULL list of %zu updates",
+			      nupdates);
+	if (!updates)
+		return write_updates(t, key, key_len, time, NULL, NULL, 0);
+	return write_updates(t, key, key_len, time, NULL, updates, nupdates);
 }
 
 int cohort_delete(cohort_table *t, const void *key, size_t key_len)
