@@ -55,8 +55,8 @@ KERNELS   := index/cmp_kern.c
 SIMD_TARGETS := scalar sse4 avx2 avx512
 FLAGS_scalar := -DKERN_SCALAR=1
 FLAGS_sse4   := -msse4.1
-FLAGS_avx2   := -mavx2 -mfma
-FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
+FLAGS_avx2   := -mavx2 -mfma -mpopcnt
+FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mpopcnt
 
 STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
 	store/write.c store/read.c store/filter.c store/csv.c

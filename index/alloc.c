@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef COHORT_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
 static atomic_long fail_countdown = -1;
 
 void alloc_fail_after(long n)
@@ -60,6 +64,11 @@ void *caligned(size_t align, size_t n)
 {
 	if (injected_failure())
 		return NULL;
+#ifdef COHORT_JEMALLOC
+	/* jemalloc knows when fresh pages are already zero and skips the
+	 * memset, so a large chunk costs no RSS until it is written. */
+	return mallocx(n ? n : 1, MALLOCX_ALIGN(align) | MALLOCX_ZERO);
+#else
 	/* aligned_alloc wants a size that is a multiple of the alignment. */
 	size_t sz = (n + align - 1) & ~(align - 1);
 	if (sz == 0)
@@ -68,6 +77,7 @@ void *caligned(size_t align, size_t n)
 	if (p)
 		memset(p, 0, sz);
 	return p;
+#endif
 }
 
 size_t csize(const void *p)

@@ -410,16 +410,34 @@ typedef struct evalctx {
 
 static void eval_node(evalctx *x, int id, uint32_t chunk);
 
+/* Word-wise AND / OR of two chunk bitmaps; restrict lets them vectorise. */
+static void and_words(uint64_t *restrict d, const uint64_t *restrict a,
+		      const uint64_t *restrict b)
+{
+	for (uint32_t w = 0; w < CHUNK_WORDS; w++)
+		d[w] = a[w] & b[w];
+}
+
+static void or_words(uint64_t *restrict d, const uint64_t *restrict a,
+		     const uint64_t *restrict b)
+{
+	for (uint32_t w = 0; w < CHUNK_WORDS; w++)
+		d[w] = a[w] | b[w];
+}
+
+/* bits of a comparison leaf over one chunk, masked with mask (NULL: none) */
 static void eval_leaf_cmp(evalctx *x, const fnode *n, const tcol *c,
-			  const colchunk *ch, uint64_t *bits)
+			  const colchunk *ch, const uint64_t *mask,
+			  uint64_t *bits)
 {
 	const void *p = ch->plane0;
+	const cmp_kernels *k = x->k;
 	switch (n->ckind) {
-	case K_F32: x->k->f32(p, CHUNK_ROWS, n->cmp, n->c.f32, bits); break;
-	case K_F64: x->k->f64(p, CHUNK_ROWS, n->cmp, n->c.f64, bits); break;
-	case K_I32: x->k->i32(p, CHUNK_ROWS, n->cmp, n->c.i32, bits); break;
-	case K_I64: x->k->i64(p, CHUNK_ROWS, n->cmp, n->c.i64, bits); break;
-	case K_U8: x->k->u8(p, CHUNK_ROWS, n->cmp, n->c.u8, bits); break;
+	case K_F32: k->f32(p, CHUNK_ROWS, n->cmp, n->c.f32, mask, bits); break;
+	case K_F64: k->f64(p, CHUNK_ROWS, n->cmp, n->c.f64, mask, bits); break;
+	case K_I32: k->i32(p, CHUNK_ROWS, n->cmp, n->c.i32, mask, bits); break;
+	case K_I64: k->i64(p, CHUNK_ROWS, n->cmp, n->c.i64, mask, bits); break;
+	case K_U8: k->u8(p, CHUNK_ROWS, n->cmp, n->c.u8, mask, bits); break;
 	case K_DECAY: {
 		/* the value at `at` is v * 2^(-(at - t_ref) / h): per row */
 		const double *v = p;
@@ -444,7 +462,7 @@ static void eval_leaf_cmp(evalctx *x, const fnode *n, const tcol *c,
 				m |= (uint64_t)hit << i;
 				valid &= valid - 1;
 			}
-			bits[w] = m;
+			bits[w] = m & (mask ? mask[w] : ~UINT64_C(0));
 		}
 		break;
 	}
@@ -454,9 +472,9 @@ static void eval_leaf_cmp(evalctx *x, const fnode *n, const tcol *c,
 			/* no row holds the string: EQ is false, NE true */
 			uint64_t fill = n->cmp == CMP_NE ? ~UINT64_C(0) : 0;
 			for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-				bits[w] = fill;
+				bits[w] = fill & (mask ? mask[w] : ~UINT64_C(0));
 		} else {
-			x->k->u32(p, CHUNK_ROWS, n->cmp, (uint32_t)code, bits);
+			k->u32(p, CHUNK_ROWS, n->cmp, (uint32_t)code, mask, bits);
 		}
 		break;
 	}
@@ -483,21 +501,27 @@ static void eval_node(evalctx *x, int id, uint32_t chunk)
 				memcpy(F, Ta, CHUNK_WORDS * 8);
 			return;
 		}
+		const fnode *nb = &x->f->nodes[n->b];
+		if (n->kind == N_AND && !needF && nb->kind == N_CMP &&
+		    !x->needF[n->b]) {
+			/* AND with a comparison: run its kernel under the mask
+			 * Ta & valid(b), straight into T: no extra passes */
+			const colchunk *cb = col_chunk(t->cols[nb->col], slot0);
+			and_words(T, Ta, cb->valid);
+			eval_leaf_cmp(x, nb, t->cols[nb->col], cb, T, T);
+			return;
+		}
 		eval_node(x, n->b, chunk);
 		const uint64_t *Tb = x->T + (size_t)n->b * CHUNK_WORDS;
 		const uint64_t *Fb = x->F + (size_t)n->b * CHUNK_WORDS;
 		if (n->kind == N_AND) {
-			for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-				T[w] = Ta[w] & Tb[w];
+			and_words(T, Ta, Tb);
 			if (needF)
-				for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-					F[w] = Fa[w] | Fb[w];
+				or_words(F, Fa, Fb);
 		} else {
-			for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-				T[w] = Ta[w] | Tb[w];
+			or_words(T, Ta, Tb);
 			if (needF)
-				for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-					F[w] = Fa[w] & Fb[w];
+				and_words(F, Fa, Fb);
 		}
 		return;
 	}
@@ -542,12 +566,15 @@ static void eval_node(evalctx *x, int id, uint32_t chunk)
 		return;
 	}
 	default: /* N_CMP */
-		eval_leaf_cmp(x, n, c, ch, T);
+		if (!needF) {
+			eval_leaf_cmp(x, n, c, ch, V, T);
+			return;
+		}
+		eval_leaf_cmp(x, n, c, ch, NULL, T);
 		for (uint32_t w = 0; w < CHUNK_WORDS; w++) {
 			uint64_t m = T[w];
 			T[w] = m & V[w];
-			if (needF)
-				F[w] = ~m & V[w];
+			F[w] = ~m & V[w];
 		}
 		return;
 	}
@@ -674,19 +701,15 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 	}
 	for (uint32_t ci = 0; ci < nchunks && rc == 0 && !stop; ci++) {
 		const tabchunk *tc = tab_chunk(t, ci << CHUNK_SHIFT);
+		const uint64_t *lv = tc->live;
 		if (ttl) {
-			x.k->i64(tc->time, CHUNK_ROWS, CMP_GE, cutoff, live);
-			for (uint32_t w = 0; w < CHUNK_WORDS; w++)
-				live[w] &= tc->live[w];
-		} else {
-			memcpy(live, tc->live, sizeof(live));
+			x.k->i64(tc->time, CHUNK_ROWS, CMP_GE, cutoff, tc->live,
+				 live);
+			lv = live;
 		}
 		eval_node(&x, root, ci);
 		uint64_t *T = x.T + (size_t)root * CHUNK_WORDS;
-		for (uint32_t w = 0; w < CHUNK_WORDS; w++) {
-			T[w] &= live[w];
-			total += (uint64_t)__builtin_popcountll(T[w]);
-		}
+		total += x.k->mask_count(T, lv, CHUNK_WORDS);
 		if (words)
 			memcpy(*words + (size_t)ci * CHUNK_WORDS, T,
 			       CHUNK_WORDS * 8);

@@ -77,6 +77,17 @@ int cohort_get(const cohort_table *t, const void *key, size_t key_len,
 		if (status == COHORT_ROW_EXPIRED)
 			rt = 0;
 	}
+	if (status == COHORT_ROW_PRESENT) {
+		/* Start every column's cache miss at once, so they overlap. */
+		uint32_t slot = (uint32_t)found, o = slot_off(slot);
+		for (size_t i = 0; i < ncols; i++) {
+			const tcol *c = t->cols[cols[i]];
+			const colchunk *ch = col_chunk(c, slot);
+			__builtin_prefetch((const char *)ch->plane0 +
+					   (size_t)o * c->width);
+			__builtin_prefetch(&ch->valid[o >> 6]);
+		}
+	}
 	size_t vpos = 0;
 	for (size_t i = 0; i < ncols; i++) {
 		cohort_value *v = &out[i];
@@ -311,6 +322,12 @@ int cohort_get_many(const cohort_table *t, const cohort_key *keys,
 		b->status[i] = (uint8_t)status;
 		if (status == COHORT_ROW_PRESENT) {
 			b->time[i] = rt;
+			for (size_t j = 0; j < b->ncols; j++) {
+				const colchunk *ch = col_chunk(cols[j], slot);
+				__builtin_prefetch((const char *)ch->plane0 +
+						   (size_t)o * cols[j]->width);
+				__builtin_prefetch(&ch->valid[o >> 6]);
+			}
 			for (size_t j = 0; j < b->ncols; j++)
 				block_put(cols[j], col_chunk(cols[j], slot), o,
 					  at, &b->cols[j], i);

@@ -39,7 +39,7 @@
 #include "alloc.h"
 #include "cohort.h"
 
-#define CHUNK_SHIFT 12
+#define CHUNK_SHIFT 14
 #define CHUNK_ROWS (1u << CHUNK_SHIFT)
 #define CHUNK_WORDS (CHUNK_ROWS / 64)
 #define NSTRIPES 256

@@ -418,7 +418,8 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 			k++;
 		if (k == npend) {
 			pend[k].col = ps[i].col;
-			if (fresh || reset)
+			/* a SET defines the whole cell: no need to read it */
+			if (fresh || reset || ps[i].op == COHORT_OP_SET)
 				memset(&pend[k].c, 0, sizeof(cell));
 			else
 				cell_load(c, slot, &pend[k].c);

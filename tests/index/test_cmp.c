@@ -36,7 +36,9 @@ static int truth(int op, int lt, int eq)
 #define CHECK_KERNEL(T, FIELD, GEN, NOPS)                                      \
 	do {                                                                   \
 		T *x = caligned(64, N * sizeof(T));                            \
-		uint64_t out[N / 64];                                          \
+		uint64_t out[N / 64], mask[N / 64];                            \
+		for (int w = 0; w < N / 64; w++)                               \
+			mask[w] = next_rand();                                 \
 		for (int i = 0; i < N; i++)                                    \
 			x[i] = (T)(GEN);                                       \
 		for (int lv = 0; lv <= (int)simd_level_best(); lv++) {        \
@@ -44,10 +46,13 @@ static int truth(int op, int lt, int eq)
 			for (int op = CMP_EQ; op < CMP_EQ + (NOPS); op++) {    \
 				for (int trial = 0; trial < 8; trial++) {      \
 					T c = x[next_rand() % N];              \
-					k->FIELD(x, N, op, c, out);            \
+					k->FIELD(x, N, op, c,                   \
+						 trial & 1 ? mask : NULL, out);            \
 					for (int i = 0; i < N; i++) {          \
 						int want = truth(op, x[i] < c, \
 								 x[i] == c);   \
+						if (trial & 1)                 \
+							want &= (int)((mask[i / 64] >> (i % 64)) & 1); \
 						int got = (out[i / 64] >>      \
 							   (i % 64)) & 1;      \
 						cr_assert_eq(got, want,        \
@@ -102,4 +107,22 @@ Test(simd, forced_level_is_used_and_capped)
 	cr_assert_eq(cmp_get(), cmp_for_level(SIMD_SCALAR));
 	cr_assert_eq(simd_level_set(SIMD_AVX512), best > SIMD_AVX512 ? SIMD_AVX512 : best);
 	cr_assert_str_eq(simd_level_name(SIMD_AVX2), "avx2");
+}
+
+Test(cmp, mask_count_ands_and_counts)
+{
+	uint64_t t[37], m[37], want_t[37], want = 0;
+	for (int i = 0; i < 37; i++) {
+		t[i] = next_rand();
+		m[i] = next_rand();
+		want_t[i] = t[i] & m[i];
+		want += (uint64_t)__builtin_popcountll(want_t[i]);
+	}
+	for (int lv = 0; lv <= (int)simd_level_best(); lv++) {
+		uint64_t copy[37];
+		memcpy(copy, t, sizeof(t));
+		cr_assert_eq(cmp_for_level((simd_level)lv)->mask_count(copy, m, 37),
+			     want, "%s", simd_level_name((simd_level)lv));
+		cr_assert_arr_eq(copy, want_t, sizeof(copy));
+	}
 }
