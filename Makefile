@@ -49,7 +49,7 @@ Q := @
 endif
 
 # ---- sources -------------------------------------------------------------
-INDEX_SRC := index/alloc.c index/simd.c index/cmp.c
+INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c
 # Kernel families: one simde source each, compiled once per SIMD target.
 KERNELS   := index/cmp_kern.c
 SIMD_TARGETS := scalar sse4 avx2 avx512
@@ -62,7 +62,7 @@ STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
 	store/write.c store/read.c store/filter.c store/csv.c
 
 LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) \
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/index/crc32c_hw.o \
 	$(foreach t,$(SIMD_TARGETS),$(KERNELS:%.c=$(BUILD)/%.$(t).o))
 LIB     := $(BUILD)/libcohort.a
 
@@ -106,6 +106,8 @@ $(BUILD)/%.$(1).o: %.c | $(DEPS_STAMP)
 	$$(Q)$$(CC) $$(CFLAGS) $$(FLAGS_$(1)) -DKERN_SUFFIX=$(1) -c $$< -o $$@
 endef
 $(foreach t,$(SIMD_TARGETS),$(eval $(call kernel_rule,$(t))))
+
+$(BUILD)/index/crc32c_hw.o: CFLAGS += -msse4.2
 
 $(LIB): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
