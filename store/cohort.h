@@ -68,7 +68,8 @@ extern "C" {
 	X(ENOTSUP, -14, "not supported")                                      \
 	X(EIO, -15, "I/O error")                                              \
 	X(ECORRUPT, -16, "data is corrupt")                                   \
-	X(EBADNAME, -17, "name must be 1 to 64 characters of [A-Za-z0-9_]")
+	X(EBADNAME, -17, "name must be 1 to 64 characters of [A-Za-z0-9_]") \
+	X(EBUSY, -18, "in use by another process")
 
 enum {
 #define COHORT_X_ENUM(name, value, msg) COHORT_##name = (value),
@@ -188,22 +189,39 @@ typedef struct cohort_options {
 	cohort_fsync fsync;            /* default COHORT_FSYNC_INTERVAL */
 	uint32_t fsync_interval_ms;    /* default 10 */
 	uint64_t snapshot_log_bytes;   /* automatic snapshot after this much log; 0 = never */
+	bool salvage;                  /* open what is intact past damage (and
+	                                  say loudly what was lost) instead of
+	                                  failing with COHORT_ECORRUPT */
+	bool no_uring;                 /* log with pwrite + fdatasync even where
+	                                  io_uring works (tests, old kernels) */
 } cohort_options;
 
 /* Fill *opts with the defaults. */
 void cohort_options_init(cohort_options *opts);
 
 /*
- * Open a database. dir == NULL: in memory only. A directory (persistence)
- * is not built yet and returns COHORT_ENOTSUP rather than acknowledge writes
- * it would lose. opts may be NULL for the defaults.
- * Returns 0 and *out, or COHORT_EINVAL / COHORT_ENOMEM / COHORT_ENOTSUP.
+ * Open a database. dir == NULL: in memory only. Otherwise the directory
+ * (created if missing) holds the write-ahead log; opening replays it, so the
+ * database holds exactly what was acknowledged before. Every mutation
+ * (create table, add column, put, event, delete) is logged; under
+ * COHORT_FSYNC_ALWAYS it returns only once durable. A torn tail (a crash
+ * during an append) is cut; damage anywhere else fails with COHORT_ECORRUPT
+ * naming the file and offset, unless opts->salvage. One process at a time:
+ * COHORT_EBUSY if another holds the directory. opts may be NULL (defaults).
+ * After an I/O error on the log every write returns COHORT_EIO for good.
+ * Returns 0 and *out, or COHORT_EINVAL / ENOMEM / EIO / ECORRUPT / EBUSY.
  */
 int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out);
 
-/* Close the database and free everything it owns, its tables included.
- * No other call on the database may be running. NULL is a no-op. */
+/* Close the database: write and sync the log, free everything it owns, its
+ * tables included. No other call on the database may be running. NULL is
+ * a no-op. COHORT_EIO if the final sync failed. */
 int cohort_close(cohort_db *db);
+
+/* How the log writes: "io_uring", "pwrite (...reason...)", or "memory". */
+const char *cohort_db_io_path(const cohort_db *db);
+/* What the last open's recovery cut or lost ("" when nothing). */
+const char *cohort_db_recovery(const cohort_db *db);
 
 /* ------------------------------------------------------------------------
  * Tables and columns

@@ -143,6 +143,7 @@ struct cohort_table {
 	uint32_t free_head;              /* first free slot + 1; 0: none */
 	uint32_t nfree;
 	_Atomic(tabchunk *) tdir;
+	uint32_t id;                     /* index in db->tables */
 	char **arena;                    /* key arena chunks */
 	uint32_t narena, arena_cap;
 	uint32_t arena_used;             /* bytes used in the last chunk */
@@ -152,9 +153,15 @@ struct cohort_table {
 	stripe stripes[NSTRIPES];
 };
 
+struct wal;
+
 struct cohort_db {
 	pthread_mutex_t lock;            /* table creation */
 	cohort_options opts;
+	char *dir;                       /* NULL: in memory only */
+	int lock_fd;                     /* flock on dir/LOCK */
+	struct wal *wal;                 /* NULL: no logging (memory, replay) */
+	char recovery[1024];             /* what recovery cut or lost */
 	atomic_size_t ntables;
 	cohort_table *tables[COHORT_MAX_TABLES];
 };

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "persist_int.h"
 
 /* ------------------------------------------------------------------------
  * Database
@@ -30,16 +30,14 @@ int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out)
 	if (!out)
 		return seterr(COHORT_EINVAL, "cohort_open: out is NULL");
 	*out = NULL;
-	if (dir)
-		return seterr(COHORT_ENOTSUP, "cohort_open('%s'): persistence "
-			      "is not built yet; open with dir = NULL for an "
-			      "in-memory database", dir);
 	if (opts && (opts->fsync > COHORT_FSYNC_NONE ||
 		     (opts->fsync == COHORT_FSYNC_INTERVAL &&
 		      opts->fsync_interval_ms == 0)))
 		return seterr(COHORT_EINVAL, "cohort_open: bad fsync policy %d "
 			      "or interval %u ms", (int)opts->fsync,
 			      opts->fsync_interval_ms);
+	if (dir && !*dir)
+		return seterr(COHORT_EINVAL, "cohort_open: empty directory name");
 	cohort_db *db = ccalloc(1, sizeof(*db));
 	if (!db)
 		return seterr(COHORT_ENOMEM, "cohort_open: out of memory");
@@ -47,10 +45,20 @@ int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out)
 		cfree(db);
 		return seterr(COHORT_ENOMEM, "cohort_open: mutex");
 	}
+	db->lock_fd = -1;
 	if (opts)
 		db->opts = *opts;
 	else
 		cohort_options_init(&db->opts);
+	if (dir) {
+		int rc = persist_open(db, dir);
+		if (rc) {
+			char keep[512];
+			snprintf(keep, sizeof(keep), "%s", cohort_errdetail());
+			cohort_close(db);
+			return seterr(rc, "%s", keep);
+		}
+	}
 	*out = db;
 	return 0;
 }
@@ -61,12 +69,13 @@ int cohort_close(cohort_db *db)
 {
 	if (!db)
 		return 0;
+	int rc = persist_close(db);
 	size_t n = atomic_load(&db->ntables);
 	for (size_t i = 0; i < n; i++)
 		table_free(db->tables[i]);
 	pthread_mutex_destroy(&db->lock);
 	cfree(db);
-	return 0;
+	return rc;
 }
 
 size_t cohort_db_ntables(cohort_db *db)
@@ -472,7 +481,7 @@ static void column_free(cohort_table *t, tcol *c, uint32_t nchunks)
 /* Create column def's storage for all existing chunks and publish it.
  * Under alloc_lock. */
 static int column_attach(cohort_table *t, const cohort_column_def *def,
-			 int *out_id)
+			 int *out_id, const recbuf *rec, uint64_t *lsn)
 {
 	int ncols = table_ncols(t);
 	if (ncols >= COHORT_MAX_COLUMNS)
@@ -498,6 +507,14 @@ static int column_attach(cohort_table *t, const cohort_column_def *def,
 		return seterr(COHORT_ENOMEM, "out of memory adding column '%s'",
 			      def->name);
 	}
+	if (rec) {
+		/* logged last, once nothing can fail, first thing published */
+		rc = persist_log(t->db, REC_ADD_COLUMN, rec, lsn);
+		if (rc) {
+			column_free(t, c, n);
+			return rc;
+		}
+	}
 	t->cols[ncols] = c;
 	atomic_store_explicit(&t->ncols, ncols + 1, memory_order_release);
 	if (out_id)
@@ -514,10 +531,18 @@ int cohort_table_add_column(cohort_table *t, const cohort_column_def *def,
 	int rc = coldef_check(t, def);
 	if (rc)
 		return rc;
+	recbuf rec;
+	rec_init(&rec);
+	if (t->db->wal && rec_add_column(&rec, t->id, def)) {
+		rec_free(&rec);
+		return seterr(COHORT_ENOMEM, "add column: out of memory");
+	}
+	uint64_t lsn = 0;
 	pthread_mutex_lock(&t->alloc_lock);
-	rc = column_attach(t, def, out_id);
+	rc = column_attach(t, def, out_id, &rec, &lsn);
 	pthread_mutex_unlock(&t->alloc_lock);
-	return rc;
+	rec_free(&rec);
+	return rc ? rc : persist_sync(t->db, lsn);
 }
 
 /* ------------------------------------------------------------------------
@@ -593,7 +618,7 @@ int cohort_table_create(cohort_db *db, const char *name,
 			rc = COHORT_ENOMEM;
 	}
 	for (size_t i = 0; i < ncols && rc == 0; i++)
-		rc = column_attach(t, &cols[i], NULL);
+		rc = column_attach(t, &cols[i], NULL, NULL, NULL);
 	if (rc) {
 		table_free(t);
 		return rc == COHORT_ENOMEM ?
@@ -616,12 +641,27 @@ int cohort_table_create(cohort_db *db, const char *name,
 		return seterr(COHORT_ELIMIT, "database has the maximum of %d "
 			      "tables", COHORT_MAX_TABLES);
 	}
+	uint64_t lsn = 0;
+	if (db->wal) {
+		recbuf rec;
+		rec_init(&rec);
+		rc = rec_create_table(&rec, name, t->ttl_ms, cols, ncols);
+		if (rc == 0)
+			rc = persist_log(db, REC_CREATE_TABLE, &rec, &lsn);
+		rec_free(&rec);
+		if (rc) {
+			pthread_mutex_unlock(&db->lock);
+			table_free(t);
+			return rc;
+		}
+	}
+	t->id = (uint32_t)n;
 	db->tables[n] = t;
 	atomic_store_explicit(&db->ntables, n + 1, memory_order_release);
 	pthread_mutex_unlock(&db->lock);
 	if (out)
 		*out = t;
-	return 0;
+	return persist_sync(db, lsn);
 }
 
 int cohort_table_open(cohort_db *db, const char *name, cohort_table **out)

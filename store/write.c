@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "persist_int.h"
 
 /* An update checked against its column, value converted to the column. */
 typedef struct prep {
@@ -385,7 +385,8 @@ overflow:
 #define STACK_UPDATES 64
 
 static int row_apply(cohort_table *t, const void *key, size_t key_len,
-		     cohort_time time, const prep *ps, size_t n, bool unique)
+		     cohort_time time, const prep *ps, size_t n, bool unique,
+		     const recbuf *rec, uint64_t *lsn)
 {
 	pending stack_pend[STACK_UPDATES];
 	pending *pend = n <= STACK_UPDATES ? stack_pend :
@@ -447,6 +448,15 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 			rc = keymap_insert(t, s, h, slot);
 			if (rc)
 				table_slot_free(t, slot);
+		}
+	}
+	/* Logged under the stripe lock, so the LSN order of a key's writes is
+	 * their order here, and only once nothing else can fail. */
+	if (rc == 0 && rec) {
+		rc = persist_log(t->db, unique ? REC_PUT : REC_EVENT, rec, lsn);
+		if (rc && fresh) {
+			keymap_remove(s, h, slot);
+			table_slot_free(t, slot);
 		}
 	}
 	if (rc == 0) {
@@ -520,11 +530,29 @@ static int write_updates(cohort_table *t, const void *key, size_t key_len,
 			seen[u.column >> 6] |= bit;
 		}
 	}
+	/* The record carries the call as made; replay makes it again. */
+	recbuf rec;
+	rec_init(&rec);
+	bool logging = t->db->wal != NULL;
+	if (rc == 0 && logging) {
+		rc = rec_row_begin(&rec, t->id, time, key, key_len, n);
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			int col = is_put ? fields[i].column : updates[i].column;
+			rc = rec_update(&rec, col,
+					is_put ? COHORT_OP_SET : updates[i].op,
+					is_put ? &fields[i].value :
+						 &updates[i].value,
+					t->cols[col]->dim);
+		}
+	}
+	uint64_t lsn = 0;
 	if (rc == 0)
-		rc = row_apply(t, key, key_len, time, ps, n, is_put);
+		rc = row_apply(t, key, key_len, time, ps, n, is_put,
+			       logging ? &rec : NULL, &lsn);
+	rec_free(&rec);
 	if (ps != stack_ps)
 		cfree(ps);
-	return rc;
+	return rc ? rc : persist_sync(t->db, lsn);
 }
 
 int cohort_put(cohort_table *t, const void *key, size_t key_len,
@@ -550,17 +578,28 @@ int cohort_delete(cohort_table *t, const void *key, size_t key_len)
 	int rc = write_check(t, key, key_len, 0, NULL, "delete");
 	if (rc)
 		return rc;
-	uint64_t h = key_hash(key, key_len);
+	recbuf rec;
+	rec_init(&rec);
+	if (t->db->wal && rec_delete(&rec, t->id, key, key_len)) {
+		rec_free(&rec);
+		return seterr(COHORT_ENOMEM, "delete: out of memory");
+	}
+	uint64_t h = key_hash(key, key_len), lsn = 0;
 	stripe *s = stripe_of(t, h);
 	pthread_rwlock_wrlock(&s->lock);
 	int64_t slot = keymap_find(t, s, h, key, (uint32_t)key_len);
-	if (slot >= 0) {
+	if (slot >= 0 && t->db->wal)
+		rc = persist_log(t->db, REC_DELETE, &rec, &lsn);
+	if (slot >= 0 && rc == 0) {
 		keymap_remove(s, h, (uint32_t)slot);
 		table_slot_free(t, (uint32_t)slot);
 	}
 	pthread_rwlock_unlock(&s->lock);
+	rec_free(&rec);
+	if (rc)
+		return rc;
 	if (slot < 0)
 		return seterr(COHORT_ENOTFOUND, "table '%s': no such key to "
 			      "delete", t->name);
-	return 0;
+	return persist_sync(t->db, lsn);
 }

@@ -71,13 +71,18 @@ Test(db, close_null_is_a_noop)
 	cr_assert_eq(cohort_close(NULL), 0);
 }
 
-Test(db, open_with_directory_is_not_supported)
+Test(db, directory_is_locked_against_a_second_open)
 {
-	cohort_db *d = NULL;
-
-	cr_assert_eq(cohort_open("/tmp/cohort-test-dir", NULL, &d),
-		     COHORT_ENOTSUP);
-	cr_assert(cohort_errdetail()[0] != '\0');
+	char dir[] = "/tmp/cohort-test-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	cohort_db *d = NULL, *d2 = NULL;
+	cr_assert_eq(cohort_open(dir, NULL, &d), 0, "%s", cohort_errdetail());
+	cr_assert_eq(cohort_open(dir, NULL, &d2), COHORT_EBUSY);
+	cr_assert_null(d2);
+	cr_assert(strstr(cohort_errdetail(), dir) != NULL);
+	cr_assert_eq(cohort_close(d), 0);
+	cr_assert_eq(cohort_open(dir, NULL, &d2), 0);
+	cr_assert_eq(cohort_close(d2), 0);
 }
 
 Test(db, options_init_fills_defaults)

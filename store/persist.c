@@ -1,0 +1,450 @@
+/*
+ * persist.c -- what the log records mean: encoding every mutation of the
+ * embedded API into a log record, and replaying records into a database on
+ * open.
+ *
+ * Records are logical: they carry the call (table id, key, event time,
+ * updates with their values) rather than the bytes it changed, and replay
+ * makes the same call with logging off. Calls are deterministic given the
+ * state (the event time is resolved before logging, TTL resets and decay are
+ * computed from event times), so replaying the log in LSN order rebuilds the
+ * state exactly. Records of one key are logged under its stripe lock, so
+ * their LSN order is their apply order. Table ids are creation order.
+ *
+ * Payloads, little-endian:
+ *   CREATE_TABLE  u8 len, name, i64 ttl_ms, u16 ncols, ncols x column
+ *   ADD_COLUMN    u32 table, column
+ *     column:     u8 len, name, u8 type, u32 dim, i64 half_life_ms
+ *   PUT / EVENT   u32 table, i64 time, u8 key len, key, u16 n, n x update
+ *     update:     u16 column, u8 op, u8 value type, value
+ *     value:      f32 4 | f64 8 | i32 4 | i64 8 | bool 1 |
+ *                 cat u16 len + bytes | vec dim x f32 | null nothing
+ *   DELETE        u32 table, u8 key len, key
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "persist_int.h"
+#include "wal_int.h"
+
+/* ------------------------------------------------------------------------
+ * Encoding
+ * ------------------------------------------------------------------------ */
+int rec_reserve(recbuf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + more)
+		cap *= 2;
+	unsigned char *p;
+	if (b->p == b->stack) {
+		p = cmalloc(cap);
+		if (p)
+			memcpy(p, b->stack, b->len);
+	} else {
+		p = crealloc(b->p, cap);
+	}
+	if (!p)
+		return seterr(COHORT_ENOMEM, "log record: out of memory");
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+void rec_init(recbuf *b)
+{
+	b->p = b->stack;
+	b->len = 0;
+	b->cap = sizeof(b->stack);
+}
+
+void rec_free(recbuf *b)
+{
+	if (b->p != b->stack)
+		cfree(b->p);
+	rec_init(b);
+}
+
+int rec_put(recbuf *b, const void *p, size_t n)
+{
+	int rc = rec_reserve(b, n);
+	if (rc)
+		return rc;
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static int put_u8(recbuf *b, uint8_t v) { return rec_put(b, &v, 1); }
+static int put_u16(recbuf *b, uint16_t v) { return rec_put(b, &v, 2); }
+static int put_u32(recbuf *b, uint32_t v) { return rec_put(b, &v, 4); }
+static int put_i64(recbuf *b, int64_t v) { return rec_put(b, &v, 8); }
+
+static int put_name(recbuf *b, const char *s)
+{
+	size_t n = strlen(s);
+	return put_u8(b, (uint8_t)n) || rec_put(b, s, n) ? COHORT_ENOMEM : 0;
+}
+
+static int put_coldef(recbuf *b, const cohort_column_def *c)
+{
+	if (put_name(b, c->name) || put_u8(b, (uint8_t)c->type) ||
+	    put_u32(b, c->type == COHORT_VEC ? c->dim : 0) ||
+	    put_i64(b, c->type == COHORT_DECAY ? c->half_life_ms : 0))
+		return COHORT_ENOMEM;
+	return 0;
+}
+
+int rec_create_table(recbuf *b, const char *name, int64_t ttl,
+		     const cohort_column_def *cols, size_t ncols)
+{
+	if (put_name(b, name) || put_i64(b, ttl) || put_u16(b, (uint16_t)ncols))
+		return COHORT_ENOMEM;
+	for (size_t i = 0; i < ncols; i++)
+		if (put_coldef(b, &cols[i]))
+			return COHORT_ENOMEM;
+	return 0;
+}
+
+int rec_add_column(recbuf *b, uint32_t table, const cohort_column_def *c)
+{
+	return put_u32(b, table) || put_coldef(b, c) ? COHORT_ENOMEM : 0;
+}
+
+int rec_row_begin(recbuf *b, uint32_t table, int64_t time, const void *key,
+		  size_t key_len, size_t n)
+{
+	if (put_u32(b, table) || put_i64(b, time) || put_u8(b, (uint8_t)key_len) ||
+	    rec_put(b, key, key_len) || put_u16(b, (uint16_t)n))
+		return COHORT_ENOMEM;
+	return 0;
+}
+
+int rec_update(recbuf *b, int column, int op, const cohort_value *v,
+	       uint32_t dim)
+{
+	if (put_u16(b, (uint16_t)column) || put_u8(b, (uint8_t)op) ||
+	    put_u8(b, (uint8_t)v->type))
+		return COHORT_ENOMEM;
+	switch (v->type) {
+	case COHORT_NULL: return 0;
+	case COHORT_F32: return rec_put(b, &v->v.f32, 4);
+	case COHORT_F64: return rec_put(b, &v->v.f64, 8);
+	case COHORT_I32: return rec_put(b, &v->v.i32, 4);
+	case COHORT_I64: return rec_put(b, &v->v.i64, 8);
+	case COHORT_BOOL: return put_u8(b, v->v.b ? 1 : 0);
+	case COHORT_CAT:
+		return put_u16(b, (uint16_t)v->v.str.len) ||
+		       rec_put(b, v->v.str.ptr, v->v.str.len) ? COHORT_ENOMEM : 0;
+	case COHORT_VEC:
+		return rec_put(b, v->v.vec.ptr, (size_t)dim * sizeof(float));
+	default:
+		return seterr(COHORT_EINVAL, "log: value of type %d", (int)v->type);
+	}
+}
+
+int rec_delete(recbuf *b, uint32_t table, const void *key, size_t key_len)
+{
+	return put_u32(b, table) || put_u8(b, (uint8_t)key_len) ||
+	       rec_put(b, key, key_len) ? COHORT_ENOMEM : 0;
+}
+
+int persist_log(cohort_db *db, uint8_t type, const recbuf *b, uint64_t *lsn)
+{
+	*lsn = 0;
+	if (!db->wal)
+		return 0;
+	return wal_append(db->wal, type, b->p, (uint32_t)b->len, lsn);
+}
+
+int persist_sync(cohort_db *db, uint64_t lsn)
+{
+	if (!db->wal || lsn == 0)
+		return 0;
+	return wal_sync(db->wal, lsn);
+}
+
+/* ------------------------------------------------------------------------
+ * Decoding and replay
+ * ------------------------------------------------------------------------ */
+typedef struct reader {
+	const uint8_t *p;
+	uint32_t len, off;
+	bool bad;
+} reader;
+
+static const void *take(reader *r, uint32_t n)
+{
+	if (r->bad || n > r->len - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	const void *p = r->p + r->off;
+	r->off += n;
+	return p;
+}
+
+static uint8_t get_u8(reader *r)
+{
+	const uint8_t *q = take(r, 1);
+	return q ? *q : 0;
+}
+
+#define GETTER(name, T)                                                       \
+	static T name(reader *r)                                              \
+	{                                                                     \
+		T v = 0;                                                      \
+		const void *q = take(r, sizeof(T));                           \
+		if (q)                                                        \
+			memcpy(&v, q, sizeof(T));                             \
+		return v;                                                     \
+	}
+GETTER(get_u16, uint16_t)
+GETTER(get_u32, uint32_t)
+GETTER(get_i32, int32_t)
+GETTER(get_i64, int64_t)
+GETTER(get_f32, float)
+GETTER(get_f64, double)
+
+static void get_name(reader *r, char *out)
+{
+	uint8_t n = get_u8(r);
+	const char *s = take(r, n);
+	if (!s || n > COHORT_MAX_NAME) {
+		r->bad = true;
+		out[0] = 0;
+		return;
+	}
+	memcpy(out, s, n);
+	out[n] = 0;
+}
+
+static void get_coldef(reader *r, cohort_column_def *c, char *name)
+{
+	get_name(r, name);
+	c->name = name;
+	c->type = (cohort_type)get_u8(r);
+	c->dim = get_u32(r);
+	c->half_life_ms = get_i64(r);
+}
+
+static int bad_record(uint64_t lsn, const char *what)
+{
+	return seterr(COHORT_ECORRUPT, "log record %llu: %s",
+		      (unsigned long long)lsn, what);
+}
+
+static int table_by_id(cohort_db *db, reader *r, uint64_t lsn,
+		       cohort_table **t)
+{
+	uint32_t id = get_u32(r);
+	if (r->bad || id >= cohort_db_ntables(db))
+		return bad_record(lsn, "unknown table id");
+	*t = db->tables[id];
+	return 0;
+}
+
+static int replay_create(cohort_db *db, reader *r, uint64_t lsn)
+{
+	char name[COHORT_MAX_NAME + 1];
+	get_name(r, name);
+	cohort_table_options o = { get_i64(r) };
+	uint16_t n = get_u16(r);
+	if (r->bad)
+		return bad_record(lsn, "truncated create table");
+	cohort_column_def *defs = ccalloc(n ? n : 1, sizeof(*defs));
+	char (*names)[COHORT_MAX_NAME + 1] = ccalloc(n ? n : 1, sizeof(*names));
+	int rc = defs && names ? 0 : seterr(COHORT_ENOMEM, "replay: out of memory");
+	for (uint16_t i = 0; i < n && rc == 0; i++)
+		get_coldef(r, &defs[i], names[i]);
+	if (rc == 0 && r->bad)
+		rc = bad_record(lsn, "truncated create table");
+	if (rc == 0)
+		rc = cohort_table_create(db, name, defs, n, &o, NULL);
+	cfree(defs);
+	cfree(names);
+	return rc;
+}
+
+static int replay_row(cohort_db *db, reader *r, uint64_t lsn, uint8_t type)
+{
+	cohort_table *t;
+	int rc = table_by_id(db, r, lsn, &t);
+	if (rc)
+		return rc;
+	int64_t time = type == REC_DELETE ? 0 : get_i64(r);
+	uint8_t klen = get_u8(r);
+	const void *key = take(r, klen);
+	if (type == REC_DELETE) {
+		if (r->bad)
+			return bad_record(lsn, "truncated delete");
+		rc = cohort_delete(t, key, klen);
+		return rc == COHORT_ENOTFOUND ? 0 : rc;
+	}
+	uint16_t n = get_u16(r);
+	if (r->bad)
+		return bad_record(lsn, "truncated write");
+	cohort_update *ups = ccalloc(n ? n : 1, sizeof(*ups));
+	if (!ups)
+		return seterr(COHORT_ENOMEM, "replay: out of memory");
+	for (uint16_t i = 0; i < n && !r->bad; i++) {
+		ups[i].column = get_u16(r);
+		ups[i].op = (cohort_op)get_u8(r);
+		cohort_value *v = &ups[i].value;
+		v->type = (cohort_type)get_u8(r);
+		switch (v->type) {
+		case COHORT_NULL: break;
+		case COHORT_F32: v->v.f32 = get_f32(r); break;
+		case COHORT_F64: v->v.f64 = get_f64(r); break;
+		case COHORT_I32: v->v.i32 = get_i32(r); break;
+		case COHORT_I64: v->v.i64 = get_i64(r); break;
+		case COHORT_BOOL: v->v.b = get_u8(r) != 0; break;
+		case COHORT_CAT:
+			v->v.str.len = get_u16(r);
+			v->v.str.ptr = take(r, v->v.str.len);
+			break;
+		case COHORT_VEC: {
+			if (column_check(t, ups[i].column)) {
+				r->bad = true;
+				break;
+			}
+			uint32_t dim = t->cols[ups[i].column]->dim;
+			/* the payload is not aligned: floats are copied out */
+			const void *src = take(r, dim * (uint32_t)sizeof(float));
+			float *copy = src ? cmalloc(dim * sizeof(float)) : NULL;
+			if (copy)
+				memcpy(copy, src, dim * sizeof(float));
+			else
+				r->bad = true;
+			v->v.vec.ptr = copy;
+			v->v.vec.dim = dim;
+			break;
+		}
+		default:
+			r->bad = true;
+		}
+	}
+	if (r->bad) {
+		rc = bad_record(lsn, "malformed write");
+	} else if (type == REC_PUT) {
+		cohort_field *fields = ccalloc(n ? n : 1, sizeof(*fields));
+		if (!fields) {
+			rc = seterr(COHORT_ENOMEM, "replay: out of memory");
+		} else {
+			for (uint16_t i = 0; i < n; i++) {
+				fields[i].column = ups[i].column;
+				fields[i].value = ups[i].value;
+			}
+			rc = cohort_put(t, key, klen, time, fields, n);
+			cfree(fields);
+		}
+	} else {
+		rc = cohort_event(t, key, klen, time, ups, n);
+	}
+	for (uint16_t i = 0; i < n; i++)
+		if (ups[i].value.type == COHORT_VEC)
+			cfree((void *)ups[i].value.v.vec.ptr);
+	cfree(ups);
+	/* A write that failed when it was made was never logged, so replay
+	 * fails only if the log is damaged or the code disagrees with it. */
+	if (rc < 0 && rc != COHORT_ECORRUPT && rc != COHORT_ENOMEM)
+		rc = seterr(COHORT_ECORRUPT, "log record %llu does not apply: "
+			    "%s", (unsigned long long)lsn, cohort_errdetail());
+	return rc;
+}
+
+static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
+		     const uint8_t *payload, uint32_t len)
+{
+	cohort_db *db = ctx;
+	reader r = { payload, len, 0, false };
+	switch (type) {
+	case REC_CREATE_TABLE:
+		return replay_create(db, &r, lsn);
+	case REC_ADD_COLUMN: {
+		cohort_table *t;
+		int rc = table_by_id(db, &r, lsn, &t);
+		if (rc)
+			return rc;
+		cohort_column_def def;
+		char name[COHORT_MAX_NAME + 1];
+		get_coldef(&r, &def, name);
+		if (r.bad)
+			return bad_record(lsn, "truncated add column");
+		return cohort_table_add_column(t, &def, NULL);
+	}
+	case REC_PUT:
+	case REC_EVENT:
+	case REC_DELETE:
+		return replay_row(db, &r, lsn, type);
+	default:
+		return bad_record(lsn, "unknown record type");
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Opening a directory
+ * ------------------------------------------------------------------------ */
+int persist_open(cohort_db *db, const char *dir)
+{
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return seterr(COHORT_EIO, "cannot create %s: %s", dir,
+			      strerror(errno));
+	db->dir = cmalloc(strlen(dir) + 1);
+	if (!db->dir)
+		return seterr(COHORT_ENOMEM, "out of memory");
+	strcpy(db->dir, dir);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (db->lock_fd < 0)
+		return seterr(COHORT_EIO, "cannot open %s: %s", path,
+			      strerror(errno));
+	if (flock(db->lock_fd, LOCK_EX | LOCK_NB))
+		return seterr(COHORT_EBUSY, "%s is in use by another process",
+			      dir);
+
+	uint64_t last = 0;
+	int rc = wal_replay(dir, 0, db->opts.salvage, replay_cb, db, &last,
+			    db->recovery, sizeof(db->recovery));
+	if (rc)
+		return rc;
+	if (db->recovery[0])
+		fprintf(stderr, "cohort: recovery of %s: %s\n", dir,
+			db->recovery);
+	wal_config cfg = { (int)db->opts.fsync, db->opts.fsync_interval_ms,
+			   db->opts.no_uring };
+	return wal_open(dir, &cfg, last + 1, &db->wal);
+}
+
+int persist_close(cohort_db *db)
+{
+	int rc = 0;
+	if (db->wal)
+		rc = wal_close(db->wal);
+	db->wal = NULL;
+	if (db->lock_fd > 0)
+		close(db->lock_fd);
+	db->lock_fd = -1;
+	cfree(db->dir);
+	db->dir = NULL;
+	return rc;
+}
+
+const char *cohort_db_io_path(const cohort_db *db)
+{
+	return db && db->wal ? wal_io_path(db->wal) : "memory";
+}
+
+const char *cohort_db_recovery(const cohort_db *db)
+{
+	return db ? db->recovery : "";
+}

@@ -1,0 +1,619 @@
+/*
+ * wal.c -- the write-ahead log; the format and the rules are in wal_int.h.
+ *
+ * Concurrency: w->mu guards the buffers, the LSN counters and the error.
+ * Appenders hold it for a memcpy; the writer thread holds it only to swap
+ * buffers and to publish what became durable. w->data wakes the writer,
+ * w->done wakes appenders waiting for durability or for buffer room.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "io_int.h"
+#include "store_int.h"
+#include "wal_int.h"
+
+#define BUF_INITIAL (1u << 20)
+
+typedef struct walbuf {
+	char *p;
+	size_t len, cap;
+	uint64_t last_lsn;         /* LSN of the last record in it */
+} walbuf;
+
+struct wal {
+	wal_config cfg;
+	int fd;
+	char path[4096];
+	char io_path[160];
+	bool uring;
+	struct io_uring ring;
+	off_t off;                 /* end of the file */
+
+	pthread_mutex_t mu;
+	pthread_cond_t data, done;
+	walbuf active, flushing;
+	uint64_t next_lsn;         /* LSN of the next append */
+	uint64_t durable_lsn;      /* highest LSN on disk (synced, unless NONE) */
+	int error;                 /* sticky: the log has stopped */
+	bool stop, flush_now;
+	pthread_t thread;
+};
+
+/* ------------------------------------------------------------------------
+ * Writing one buffer
+ * ------------------------------------------------------------------------ */
+
+/* One write (+ linked fdatasync) through io_uring; returns bytes written
+ * (may be short) or -errno, and the sync's result in *sync_res. */
+static ssize_t uring_write(wal *w, const char *p, size_t len, off_t off,
+			   bool sync, int *sync_res)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	io_uring_prep_write(sqe, w->fd, p, (unsigned)len, (uint64_t)off);
+	sqe->user_data = 1;
+	if (sync) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = io_uring_get_sqe(&w->ring);
+		io_uring_prep_fsync(sqe, w->fd, IORING_FSYNC_DATASYNC);
+		sqe->user_data = 2;
+	}
+	int want = sync ? 2 : 1;
+	int rc;
+	do {
+		rc = io_uring_submit(&w->ring);
+	} while (rc == -EINTR || rc == -EAGAIN);
+	if (rc < 0)
+		return rc;
+	ssize_t wres = -EIO;
+	*sync_res = sync ? -ECANCELED : 0;
+	for (int i = 0; i < want; i++) {
+		struct io_uring_cqe *cqe;
+		do {
+			rc = io_uring_wait_cqe(&w->ring, &cqe);
+		} while (rc == -EINTR || rc == -EAGAIN);
+		if (rc < 0)
+			return rc;
+		if (cqe->user_data == 1)
+			wres = cqe->res;
+		else
+			*sync_res = cqe->res;
+		io_uring_cqe_seen(&w->ring, cqe);
+	}
+	wres = io_fault_filter(IO_WRITE, wres, len);
+	if (sync && *sync_res != -ECANCELED)
+		*sync_res = (int)io_fault_filter(IO_SYNC, *sync_res, 0);
+	return wres;
+}
+
+/* Write len bytes at w->off and sync them if asked: 0 or -errno. */
+static int write_out(wal *w, const char *p, size_t len, bool sync)
+{
+	if (!w->uring) {
+		int rc = io_pwrite_all(w->fd, p, len, w->off);
+		if (rc)
+			return rc;
+		w->off += (off_t)len;
+		return sync ? io_fdatasync(w->fd) : 0;
+	}
+	for (;;) {
+		int sres = 0;
+		ssize_t n = uring_write(w, p, len, w->off, sync, &sres);
+		if (n == -EINTR || n == -EAGAIN)
+			continue;
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EIO;
+		w->off += n;
+		p += n;
+		len -= (size_t)n;
+		if (len > 0)
+			continue;   /* short: the linked sync was cancelled */
+		if (!sync)
+			return 0;
+		if (sres == -ECANCELED || sres == -EINTR || sres == -EAGAIN)
+			return io_fdatasync(w->fd);
+		return sres;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The writer thread
+ * ------------------------------------------------------------------------ */
+static void deadline_in(struct timespec *ts, uint32_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static void *writer(void *arg)
+{
+	wal *w = arg;
+	bool always = w->cfg.fsync == COHORT_FSYNC_ALWAYS;
+	bool sync = w->cfg.fsync != COHORT_FSYNC_NONE;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		if (always) {
+			while (w->active.len == 0 && !w->stop && !w->flush_now)
+				pthread_cond_wait(&w->data, &w->mu);
+		} else {
+			/* batch for one interval, or until the buffer is half
+			 * full, then write whatever is there */
+			struct timespec ts;
+			deadline_in(&ts, w->cfg.interval_ms);
+			while (!w->stop && !w->flush_now &&
+			       w->active.len < w->active.cap / 2 &&
+			       pthread_cond_timedwait(&w->data, &w->mu, &ts) == 0)
+				;
+		}
+		if (w->active.len == 0) {
+			if (w->flush_now) {
+				w->flush_now = false;
+				pthread_cond_broadcast(&w->done);
+			}
+			if (w->stop)
+				break;
+			continue;
+		}
+		walbuf tmp = w->flushing;
+		w->flushing = w->active;
+		w->active = tmp;
+		w->active.len = 0;
+		bool forced = w->flush_now;
+		w->flush_now = false;
+		int err = w->error;
+		pthread_mutex_unlock(&w->mu);
+
+		int rc = err ? 0 : write_out(w, w->flushing.p, w->flushing.len,
+					     sync || forced);
+
+		pthread_mutex_lock(&w->mu);
+		if (rc && !w->error) {
+			w->error = rc;
+			fprintf(stderr, "cohort: log %s: %s; the log is stopped "
+				"and the database refuses writes\n", w->path,
+				strerror(-rc));
+		}
+		if (!rc && !err)
+			w->durable_lsn = w->flushing.last_lsn;
+		w->flushing.len = 0;
+		pthread_cond_broadcast(&w->done);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Open, append, sync, close
+ * ------------------------------------------------------------------------ */
+int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
+	     wal **out)
+{
+	*out = NULL;
+	wal *w = ccalloc(1, sizeof(*w));
+	if (!w)
+		return seterr(COHORT_ENOMEM, "log: out of memory");
+	w->cfg = *cfg;
+	if (w->cfg.interval_ms == 0)
+		w->cfg.interval_ms = 10;
+	w->next_lsn = next_lsn;
+	w->durable_lsn = next_lsn - 1;
+	snprintf(w->path, sizeof(w->path), "%s/wal-%020" PRIu64 ".log", dir,
+		 next_lsn);
+	w->fd = open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		int e = errno;
+		cfree(w);
+		return seterr(COHORT_EIO, "log: cannot create %s: %s",
+			      w->path, strerror(e));
+	}
+	/* the new file must survive a crash before any record relies on it */
+	int rc = io_fsync_dir(dir);
+	if (rc) {
+		close(w->fd);
+		cfree(w);
+		return seterr(COHORT_EIO, "log: fsync of %s: %s", dir,
+			      strerror(-rc));
+	}
+	if (cfg->no_uring) {
+		snprintf(w->io_path, sizeof(w->io_path),
+			 "pwrite (io_uring turned off)");
+	} else {
+		rc = io_uring_queue_init(8, &w->ring, 0);
+		if (rc == 0) {
+			w->uring = true;
+			snprintf(w->io_path, sizeof(w->io_path), "io_uring");
+		} else {
+			snprintf(w->io_path, sizeof(w->io_path),
+				 "pwrite (io_uring unavailable: %s)",
+				 strerror(-rc));
+		}
+	}
+	w->active.p = cmalloc(BUF_INITIAL);
+	w->flushing.p = cmalloc(BUF_INITIAL);
+	w->active.cap = w->flushing.cap = BUF_INITIAL;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->data, &ca);
+	pthread_cond_init(&w->done, &ca);
+	pthread_condattr_destroy(&ca);
+	if (!w->active.p || !w->flushing.p ||
+	    pthread_create(&w->thread, NULL, writer, w) != 0) {
+		cfree(w->active.p);
+		cfree(w->flushing.p);
+		if (w->uring)
+			io_uring_queue_exit(&w->ring);
+		close(w->fd);
+		cfree(w);
+		return seterr(COHORT_ENOMEM, "log: cannot start the writer");
+	}
+	*out = w;
+	return 0;
+}
+
+static int failed(const wal *w)
+{
+	return seterr(COHORT_EIO, "the log has stopped after an I/O error "
+		      "(%s) on %s: writes are refused; reopen the database to "
+		      "recover what was made durable", strerror(-w->error),
+		      w->path);
+}
+
+int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
+	       uint64_t *lsn)
+{
+	if (len > WAL_MAX_RECORD)
+		return seterr(COHORT_ELIMIT, "log record of %u bytes (max %u)",
+			      len, WAL_MAX_RECORD);
+	size_t need = WAL_HEADER + (size_t)len;
+	pthread_mutex_lock(&w->mu);
+	/* wait for room while the writer is busy with the other buffer */
+	while (!w->error && w->active.len > 0 &&
+	       w->active.len + need > w->active.cap)
+		pthread_cond_wait(&w->done, &w->mu);
+	if (w->error) {
+		pthread_mutex_unlock(&w->mu);
+		return failed(w);
+	}
+	if (need > w->active.cap) {
+		char *p = crealloc(w->active.p, need);
+		if (!p) {
+			pthread_mutex_unlock(&w->mu);
+			return seterr(COHORT_ENOMEM, "log: out of memory");
+		}
+		w->active.p = p;
+		w->active.cap = need;
+	}
+	uint64_t l = w->next_lsn++;
+	unsigned char *h = (unsigned char *)w->active.p + w->active.len;
+	memcpy(h, &len, 4);
+	h[4] = type;
+	h[5] = h[6] = h[7] = 0;
+	memcpy(h + 8, &l, 8);
+	uint32_t crc = crc32c(crc32c(0, h, 16), payload, len);
+	memcpy(h + 16, &crc, 4);
+	if (len)
+		memcpy(h + WAL_HEADER, payload, len);
+	w->active.len += need;
+	w->active.last_lsn = l;
+	if (w->cfg.fsync == COHORT_FSYNC_ALWAYS ||
+	    w->active.len >= w->active.cap / 2)
+		pthread_cond_signal(&w->data);
+	pthread_mutex_unlock(&w->mu);
+	*lsn = l;
+	return 0;
+}
+
+int wal_sync(wal *w, uint64_t lsn)
+{
+	if (w->cfg.fsync != COHORT_FSYNC_ALWAYS) {
+		pthread_mutex_lock(&w->mu);
+		int err = w->error;
+		pthread_mutex_unlock(&w->mu);
+		return err ? failed(w) : 0;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->error && w->durable_lsn < lsn)
+		pthread_cond_wait(&w->done, &w->mu);
+	int rc = w->durable_lsn >= lsn ? 0 : failed(w);
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+int wal_flush(wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	uint64_t target = w->next_lsn - 1;
+	w->flush_now = true;
+	pthread_cond_signal(&w->data);
+	while (!w->error && (w->durable_lsn < target || w->flush_now ||
+			     w->active.len || w->flushing.len))
+		pthread_cond_wait(&w->done, &w->mu);
+	int rc = w->error ? failed(w) : 0;
+	pthread_mutex_unlock(&w->mu);
+	/* under NONE the writer does not sync: do it here */
+	if (rc == 0 && w->cfg.fsync == COHORT_FSYNC_NONE) {
+		int s = io_fdatasync(w->fd);
+		if (s)
+			rc = seterr(COHORT_EIO, "log: fdatasync of %s: %s",
+				    w->path, strerror(-s));
+	}
+	return rc;
+}
+
+int wal_close(wal *w)
+{
+	if (!w)
+		return 0;
+	int rc = wal_flush(w);
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->data);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	if (w->uring)
+		io_uring_queue_exit(&w->ring);
+	if (close(w->fd) && rc == 0)
+		rc = seterr(COHORT_EIO, "log: close of %s: %s", w->path,
+			    strerror(errno));
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->data);
+	pthread_cond_destroy(&w->done);
+	cfree(w->active.p);
+	cfree(w->flushing.p);
+	cfree(w);
+	return rc;
+}
+
+const char *wal_io_path(const wal *w)
+{
+	return w->io_path;
+}
+
+uint64_t wal_durable_lsn(wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	uint64_t l = w->durable_lsn;
+	pthread_mutex_unlock(&w->mu);
+	return l;
+}
+
+int wal_error(wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int e = w->error;
+	pthread_mutex_unlock(&w->mu);
+	return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Replay
+ * ------------------------------------------------------------------------ */
+typedef struct segment {
+	uint64_t first;
+	char name[64];
+} segment;
+
+static int seg_cmp(const void *a, const void *b)
+{
+	const segment *x = a, *y = b;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The segments of dir, sorted by first LSN. */
+static int list_segments(const char *dir, segment **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return seterr(COHORT_EIO, "log: cannot read %s: %s", dir,
+			      strerror(errno));
+	size_t cap = 0;
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d)) != NULL) {
+		uint64_t first;
+		char tail[8];
+		if (strlen(e->d_name) != 28 ||
+		    sscanf(e->d_name, "wal-%20" SCNu64 "%4s", &first, tail) != 2 ||
+		    strcmp(tail, ".log") != 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			segment *s = crealloc(*out, cap * sizeof(segment));
+			if (!s) {
+				rc = seterr(COHORT_ENOMEM, "log: out of memory");
+				break;
+			}
+			*out = s;
+		}
+		(*out)[*n].first = first;
+		snprintf((*out)[*n].name, sizeof((*out)[*n].name), "%s",
+			 e->d_name);
+		(*n)++;
+	}
+	closedir(d);
+	if (rc == 0 && *n)
+		qsort(*out, *n, sizeof(segment), seg_cmp);
+	return rc;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st)) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	size_t n = (size_t)st.st_size;
+	unsigned char *p = cmalloc(n ? n : 1);
+	if (!p) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, p + got, n - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+			cfree(p);
+			close(fd);
+			return -e;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	*buf = p;
+	*len = n;
+	return 0;
+}
+
+/* Is there a valid record at off? (header CRC, length, LSN, payload CRC) */
+static bool record_ok(const unsigned char *p, size_t len, size_t off,
+		      uint32_t *plen, uint64_t *lsn)
+{
+	if (len - off < WAL_HEADER)
+		return false;
+	const unsigned char *h = p + off;
+	uint32_t n, crc;
+	memcpy(&n, h, 4);
+	memcpy(lsn, h + 8, 8);
+	memcpy(&crc, h + 16, 4);
+	if (n > WAL_MAX_RECORD || n > len - off - WAL_HEADER || h[5] || h[6] ||
+	    h[7] || *lsn == 0)
+		return false;
+	if (crc32c(crc32c(0, h, 16), h + WAL_HEADER, n) != crc)
+		return false;
+	*plen = n;
+	return true;
+}
+
+/* Does any valid record start after off? Then the damage at off is not a
+ * torn tail. */
+static bool valid_record_after(const unsigned char *p, size_t len, size_t off,
+			       uint64_t prev_lsn)
+{
+	for (size_t o = off + 1; o + WAL_HEADER <= len; o++) {
+		uint32_t n;
+		uint64_t lsn;
+		if (record_ok(p, len, o, &n, &lsn) && lsn > prev_lsn)
+			return true;
+	}
+	return false;
+}
+
+int wal_replay(const char *dir, uint64_t after, bool salvage,
+	       wal_record_cb cb, void *ctx, uint64_t *last_lsn,
+	       char *report, size_t report_len)
+{
+	if (report && report_len)
+		report[0] = 0;
+	*last_lsn = after;
+	segment *segs;
+	size_t nseg;
+	int rc = list_segments(dir, &segs, &nseg);
+	if (rc)
+		return rc;
+	uint64_t prev = 0;          /* LSN of the last record seen */
+	bool stopped = false;
+	for (size_t s = 0; s < nseg && rc == 0 && !stopped; s++) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/%s", dir, segs[s].name);
+		unsigned char *p;
+		size_t len;
+		int e = read_file(path, &p, &len);
+		if (e) {
+			rc = seterr(COHORT_EIO, "log: cannot read %s: %s", path,
+				    strerror(-e));
+			break;
+		}
+		size_t off = 0;
+		while (off < len && rc == 0) {
+			uint32_t n;
+			uint64_t lsn;
+			bool ok = record_ok(p, len, off, &n, &lsn);
+			if (ok && prev && lsn != prev + 1)
+				ok = false;    /* a gap or a repeat is damage */
+			if (!ok) {
+				bool last = s + 1 == nseg;
+				bool torn = last &&
+					!valid_record_after(p, len, off, prev);
+				if (torn) {
+					if (truncate(path, (off_t)off) == 0 &&
+					    report)
+						snprintf(report, report_len,
+							 "log %s: torn tail of "
+							 "%zu bytes at offset %zu "
+							 "cut (an append the "
+							 "crash interrupted)",
+							 path, len - off, off);
+					break;
+				}
+				if (salvage) {
+					if (report)
+						snprintf(report, report_len,
+							 "LOST: log %s is damaged "
+							 "at offset %zu; replay "
+							 "stopped after LSN %" PRIu64
+							 ": %zu bytes of this "
+							 "file and %zu later "
+							 "segment(s) were not "
+							 "applied", path, off,
+							 prev, len - off,
+							 nseg - s - 1);
+					stopped = true;
+					break;
+				}
+				rc = seterr(COHORT_ECORRUPT, "log %s: bad record "
+					    "at offset %zu (after LSN %" PRIu64
+					    "); open with salvage to recover "
+					    "what precedes it", path, off, prev);
+				break;
+			}
+			if (lsn > after) {
+				int cr = cb(ctx, p[off + 4], lsn,
+					    p + off + WAL_HEADER, n);
+				if (cr) {
+					rc = cr;
+					break;
+				}
+				*last_lsn = lsn;
+			}
+			prev = lsn;
+			off += WAL_HEADER + n;
+		}
+		cfree(p);
+	}
+	if (rc == 0 && prev > *last_lsn)
+		*last_lsn = prev;
+	cfree(segs);
+	return rc;
+}

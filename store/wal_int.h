@@ -1,0 +1,82 @@
+/*
+ * wal_int.h -- the write-ahead log.
+ *
+ * Records: a 20-byte header (u32 payload length, u8 type, 3 zero bytes,
+ * u64 LSN, u32 CRC-32C of the header's first 16 bytes and the payload),
+ * then the payload. Little-endian. LSNs are 1, 2, 3 ... with no gaps.
+ *
+ * Files: the log is a sequence of segments dir/wal-<first LSN, 20 digits>.log.
+ * Every open starts a new segment; a snapshot (later) starts one too, so
+ * that the segments older than the newest durable snapshot can be removed.
+ *
+ * Group commit: appenders copy their record into an in-memory buffer under
+ * the log mutex and get its LSN; one writer thread takes the whole buffer
+ * (double-buffered, so appends continue meanwhile) and writes it with one
+ * write and one fdatasync: through io_uring with the sync linked behind
+ * the write (IOSQE_IO_LINK, so it never overtakes it), or with pwrite +
+ * fdatasync where io_uring cannot be set up. Short writes continue, EINTR
+ * and EAGAIN retry. Under COHORT_FSYNC_ALWAYS the buffer is flushed as soon
+ * as it holds anything and wal_sync() waits for the LSN to be durable; under
+ * INTERVAL it is flushed and synced every interval; under NONE it is written
+ * every interval and never synced.
+ *
+ * Failure: a write or sync that fails stops the log for good: every later
+ * append and sync returns COHORT_EIO, with the cause in the detail. Nothing
+ * the log could not make durable is reported durable.
+ */
+#ifndef COHORT_WAL_INT_H
+#define COHORT_WAL_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_HEADER 20
+#define WAL_MAX_RECORD (64u << 20)
+
+typedef struct wal wal;
+
+typedef struct wal_config {
+	int fsync;               /* cohort_fsync */
+	uint32_t interval_ms;
+	bool no_uring;           /* use pwrite + fdatasync even if io_uring works */
+} wal_config;
+
+/* Start a new segment in dir whose first record will have LSN next_lsn. */
+int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
+	     wal **out);
+/* Write everything, sync it, stop the writer thread, close. */
+int wal_close(wal *w);
+
+/* Append one record; *lsn gets its LSN. The record is in memory only:
+ * wal_sync() makes it durable (per the policy). */
+int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
+	       uint64_t *lsn);
+/* Under COHORT_FSYNC_ALWAYS wait until lsn is durable; otherwise return
+ * at once. COHORT_EIO if the log has failed. */
+int wal_sync(wal *w, uint64_t lsn);
+/* Write and sync everything appended so far, whatever the policy. */
+int wal_flush(wal *w);
+
+/* "io_uring" or "pwrite" (with the reason io_uring was not used). */
+const char *wal_io_path(const wal *w);
+uint64_t wal_durable_lsn(wal *w);
+/* 0, or the error that stopped the log. */
+int wal_error(wal *w);
+
+/*
+ * Read the log in dir and call cb for every record with LSN > after, in
+ * order. A torn tail (a bad record in the newest segment with nothing valid
+ * after it) is cut off the file and reported. A bad record anywhere else is
+ * COHORT_ECORRUPT naming the file and offset, unless salvage is set: then
+ * replay stops there and the report says what was lost. *last_lsn gets the
+ * LSN of the last record read (after if none). report (may be NULL) gets a
+ * human-readable note of anything cut or lost ("" if nothing).
+ */
+typedef int (*wal_record_cb)(void *ctx, uint8_t type, uint64_t lsn,
+			     const uint8_t *payload, uint32_t len);
+int wal_replay(const char *dir, uint64_t after, bool salvage,
+	       wal_record_cb cb, void *ctx, uint64_t *last_lsn,
+	       char *report, size_t report_len);
+
+#endif
