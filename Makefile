@@ -60,7 +60,7 @@ FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mpopcnt
 
 STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
 	store/write.c store/read.c store/filter.c store/csv.c \
-	store/io.c store/wal.c store/persist.c
+	store/io.c store/wal.c store/persist.c store/snapshot.c
 
 LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/index/crc32c_hw.o \

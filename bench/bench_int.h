@@ -28,7 +28,8 @@
 /* The registry: X(name, description). Adding a suite is adding its file and
  * one line here. */
 #define BENCH_SUITES(X)                                                       \
-	X(store, "get, get_many, put, event, filter scan, memory per row")
+	X(store, "get, get_many, put, event, filter scan, memory per row")   \
+	X(wal, "events/s under each fsync policy, group commit, fdatasync")
 
 typedef struct bench_ctx {
 	bool json;               /* --json: one JSON object per line */

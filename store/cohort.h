@@ -218,6 +218,18 @@ int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out);
  * a no-op. COHORT_EIO if the final sync failed. */
 int cohort_close(cohort_db *db);
 
+/*
+ * Write a snapshot of the whole database and drop the log it makes
+ * redundant. The cut is taken in an instant (writers pause for it); the
+ * snapshot is written by a forked child from a copy-on-write image while
+ * this database keeps serving reads and writes. Returns once the snapshot
+ * is durable (temp file, fsync, rename, fsync of the directory). Deleted
+ * rows are in no snapshot written after the delete. With
+ * opts.snapshot_log_bytes set, snapshots also happen by themselves.
+ * COHORT_EINVAL for an in-memory database.
+ */
+int cohort_snapshot(cohort_db *db);
+
 /* How the log writes: "io_uring", "pwrite (...reason...)", or "memory". */
 const char *cohort_db_io_path(const cohort_db *db);
 /* What the last open's recovery cut or lost ("" when nothing). */

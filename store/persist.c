@@ -28,9 +28,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "persist_int.h"
+#include "snapshot_int.h"
 #include "wal_int.h"
 
 /* ------------------------------------------------------------------------
@@ -391,6 +393,97 @@ static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
 }
 
 /* ------------------------------------------------------------------------
+ * Snapshots
+ * ------------------------------------------------------------------------ */
+
+/* The cut: no write is half done while these are held. Order: the
+ * database lock, then per table every stripe, then alloc_lock. */
+static void cut_take(cohort_db *db)
+{
+	pthread_mutex_lock(&db->lock);
+	size_t n = cohort_db_ntables(db);
+	for (size_t i = 0; i < n; i++) {
+		cohort_table *t = db->tables[i];
+		for (int s = 0; s < NSTRIPES; s++)
+			pthread_rwlock_rdlock(&t->stripes[s].lock);
+		pthread_mutex_lock(&t->alloc_lock);
+	}
+}
+
+static void cut_release(cohort_db *db)
+{
+	size_t n = cohort_db_ntables(db);
+	for (size_t i = n; i-- > 0;) {
+		cohort_table *t = db->tables[i];
+		pthread_mutex_unlock(&t->alloc_lock);
+		for (int s = NSTRIPES - 1; s >= 0; s--)
+			pthread_rwlock_unlock(&t->stripes[s].lock);
+	}
+	pthread_mutex_unlock(&db->lock);
+}
+
+/* One snapshot; the caller holds snap_lock. */
+static int snapshot_locked(cohort_db *db)
+{
+	cut_take(db);
+	uint64_t lsn = 0;
+	int rc = wal_rotate(db->wal, &lsn);
+	pid_t child = 0;
+	if (rc == 0)
+		rc = snapshot_fork(db, lsn, &child);
+	cut_release(db);
+	if (rc)
+		return rc;
+	rc = snapshot_wait(child, lsn);
+	if (rc == 0)
+		snapshot_prune(db->dir, lsn);
+	return rc;
+}
+
+int cohort_snapshot(cohort_db *db)
+{
+	if (!db)
+		return seterr(COHORT_EINVAL, "cohort_snapshot: NULL database");
+	if (!db->wal)
+		return seterr(COHORT_EINVAL, "cohort_snapshot: the database is "
+			      "in memory only");
+	pthread_mutex_lock(&db->snap_lock);
+	int rc = snapshot_locked(db);
+	pthread_mutex_unlock(&db->snap_lock);
+	return rc;
+}
+
+/* Background: a snapshot whenever snapshot_log_bytes of log have been
+ * appended since the last one. */
+static void *auto_snapshots(void *arg)
+{
+	cohort_db *db = arg;
+	pthread_mutex_lock(&db->snap_lock);
+	while (!db->snap_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&db->snap_cv, &db->snap_lock, &ts);
+		if (db->snap_stop)
+			break;
+		if (wal_bytes_since_rotate(db->wal) >= db->opts.snapshot_log_bytes &&
+		    wal_error(db->wal) == 0) {
+			int rc = snapshot_locked(db);
+			if (rc)
+				fprintf(stderr, "cohort: automatic snapshot of %s "
+					"failed: %s\n", db->dir,
+					cohort_errdetail());
+		}
+	}
+	pthread_mutex_unlock(&db->snap_lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
  * Opening a directory
  * ------------------------------------------------------------------------ */
 int persist_open(cohort_db *db, const char *dir)
@@ -412,22 +505,59 @@ int persist_open(cohort_db *db, const char *dir)
 		return seterr(COHORT_EBUSY, "%s is in use by another process",
 			      dir);
 
-	uint64_t last = 0;
-	int rc = wal_replay(dir, 0, db->opts.salvage, replay_cb, db, &last,
-			    db->recovery, sizeof(db->recovery));
+	/* the newest snapshot, then the log records after it */
+	uint64_t snap = 0, last = 0;
+	char snap_path[4200];
+	int rc = snapshot_newest(dir, &snap, snap_path, sizeof(snap_path));
+	if (rc == 0 && snap_path[0]) {
+		uint64_t inner = 0;
+		rc = snapshot_load(db, snap_path, &inner);
+		if (rc == 0 && inner != snap)
+			rc = seterr(COHORT_ECORRUPT, "snapshot %s says LSN %llu",
+				    snap_path, (unsigned long long)inner);
+	}
 	if (rc)
 		return rc;
+	rc = wal_replay(dir, snap, db->opts.salvage, replay_cb, db, &last,
+			db->recovery, sizeof(db->recovery));
+	if (rc)
+		return rc;
+	if (last < snap)
+		last = snap;
 	if (db->recovery[0])
 		fprintf(stderr, "cohort: recovery of %s: %s\n", dir,
 			db->recovery);
 	wal_config cfg = { (int)db->opts.fsync, db->opts.fsync_interval_ms,
 			   db->opts.no_uring };
-	return wal_open(dir, &cfg, last + 1, &db->wal);
+	rc = wal_open(dir, &cfg, last + 1, &db->wal);
+	if (rc)
+		return rc;
+	/* segments and snapshots the newest snapshot made redundant */
+	if (snap)
+		snapshot_prune(dir, snap);
+	pthread_mutex_init(&db->snap_lock, NULL);
+	pthread_cond_init(&db->snap_cv, NULL);
+	db->snap_ready = true;
+	if (db->opts.snapshot_log_bytes &&
+	    pthread_create(&db->snap_thread, NULL, auto_snapshots, db) == 0)
+		db->snap_thread_on = true;
+	return 0;
 }
 
 int persist_close(cohort_db *db)
 {
 	int rc = 0;
+	if (db->snap_ready) {
+		pthread_mutex_lock(&db->snap_lock);
+		db->snap_stop = true;
+		pthread_cond_signal(&db->snap_cv);
+		pthread_mutex_unlock(&db->snap_lock);
+		if (db->snap_thread_on)
+			pthread_join(db->snap_thread, NULL);
+		pthread_mutex_destroy(&db->snap_lock);
+		pthread_cond_destroy(&db->snap_cv);
+		db->snap_ready = false;
+	}
 	if (db->wal)
 		rc = wal_close(db->wal);
 	db->wal = NULL;

@@ -162,6 +162,10 @@ struct cohort_db {
 	int lock_fd;                     /* flock on dir/LOCK */
 	struct wal *wal;                 /* NULL: no logging (memory, replay) */
 	char recovery[1024];             /* what recovery cut or lost */
+	pthread_mutex_t snap_lock;       /* one snapshot at a time */
+	pthread_cond_t snap_cv;
+	pthread_t snap_thread;           /* automatic snapshots */
+	bool snap_ready, snap_thread_on, snap_stop;
 	atomic_size_t ntables;
 	cohort_table *tables[COHORT_MAX_TABLES];
 };

@@ -35,7 +35,7 @@ typedef struct walbuf {
 struct wal {
 	wal_config cfg;
 	int fd;
-	char path[4096];
+	char path[4200];
 	char io_path[160];
 	bool uring;
 	struct io_uring ring;
@@ -46,6 +46,8 @@ struct wal {
 	walbuf active, flushing;
 	uint64_t next_lsn;         /* LSN of the next append */
 	uint64_t durable_lsn;      /* highest LSN on disk (synced, unless NONE) */
+	uint64_t bytes;            /* appended since open or rotation */
+	char dir[4096];
 	int error;                 /* sticky: the log has stopped */
 	bool stop, flush_now;
 	pthread_t thread;
@@ -215,6 +217,7 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 		w->cfg.interval_ms = 10;
 	w->next_lsn = next_lsn;
 	w->durable_lsn = next_lsn - 1;
+	snprintf(w->dir, sizeof(w->dir), "%s", dir);
 	snprintf(w->path, sizeof(w->path), "%s/wal-%020" PRIu64 ".log", dir,
 		 next_lsn);
 	w->fd = open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -315,6 +318,7 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 		memcpy(h + WAL_HEADER, payload, len);
 	w->active.len += need;
 	w->active.last_lsn = l;
+	w->bytes += need;
 	if (w->cfg.fsync == COHORT_FSYNC_ALWAYS ||
 	    w->active.len >= w->active.cap / 2)
 		pthread_cond_signal(&w->data);
@@ -358,6 +362,50 @@ int wal_flush(wal *w)
 				    w->path, strerror(-s));
 	}
 	return rc;
+}
+
+int wal_rotate(wal *w, uint64_t *last)
+{
+	int rc = wal_flush(w);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w->mu);
+	uint64_t l = w->next_lsn - 1;
+	char path[sizeof(w->path) + 64];
+	snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", w->dir, l + 1);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		pthread_mutex_unlock(&w->mu);
+		return seterr(COHORT_EIO, "log: cannot create %s: %s", path,
+			      strerror(e));
+	}
+	int d = io_fsync_dir(w->dir);
+	if (d) {
+		close(fd);
+		unlink(path);
+		pthread_mutex_unlock(&w->mu);
+		return seterr(COHORT_EIO, "log: fsync of %s: %s", w->dir,
+			      strerror(-d));
+	}
+	/* The writer is idle: everything was flushed and no one appends. */
+	close(w->fd);
+	w->fd = fd;
+	w->off = 0;
+	w->bytes = 0;
+	memcpy(w->path, path, sizeof(w->path) - 1);
+	w->path[sizeof(w->path) - 1] = 0;
+	pthread_mutex_unlock(&w->mu);
+	*last = l;
+	return 0;
+}
+
+uint64_t wal_bytes_since_rotate(wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	uint64_t b = w->bytes;
+	pthread_mutex_unlock(&w->mu);
+	return b;
 }
 
 int wal_close(wal *w)

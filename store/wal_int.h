@@ -58,6 +58,15 @@ int wal_sync(wal *w, uint64_t lsn);
 /* Write and sync everything appended so far, whatever the policy. */
 int wal_flush(wal *w);
 
+/*
+ * Start a new segment: write and sync everything appended so far to the
+ * current one, then switch. *last gets the LSN of the last record in the
+ * old segments. The caller must keep appends out (it holds the cut).
+ */
+int wal_rotate(wal *w, uint64_t *last);
+/* Bytes appended since the last rotation (or open). */
+uint64_t wal_bytes_since_rotate(wal *w);
+
 /* "io_uring" or "pwrite" (with the reason io_uring was not used). */
 const char *wal_io_path(const wal *w);
 uint64_t wal_durable_lsn(wal *w);

@@ -1,0 +1,698 @@
+/*
+ * snapshot.c -- columnar snapshots; format and protocol in snapshot_int.h.
+ *
+ * The writer runs in a forked child over a frozen copy of memory, so it
+ * reads tables without locks. The loader runs at open, before the log is
+ * replayed and before any other thread can see the database.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "io_int.h"
+#include "snapshot_int.h"
+
+#define SNAP_MAGIC "COHSNAP1"
+#define SNAP_VERSION 1
+#define SEC_HEADER 24
+#define OUT_BUF (1u << 20)
+
+enum { SEC_TABLE = 1, SEC_KEYS, SEC_TIMES, SEC_COLUMN, SEC_END };
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ------------------------------------------------------------------------ */
+typedef struct out {
+	int fd;
+	unsigned char *buf;
+	size_t len;
+	off_t off;               /* file offset of buf[0] */
+	off_t sec;               /* offset of the open section's header */
+	uint32_t crc;            /* running CRC of the open section's payload */
+	uint64_t sec_len;
+	int err;                 /* first -errno */
+} out;
+
+static void out_flush(out *o)
+{
+	if (o->err || o->len == 0)
+		return;
+	int rc = io_pwrite_all(o->fd, o->buf, o->len, o->off);
+	if (rc)
+		o->err = rc;
+	o->off += (off_t)o->len;
+	o->len = 0;
+}
+
+static void out_raw(out *o, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	while (n && !o->err) {
+		size_t k = OUT_BUF - o->len < n ? OUT_BUF - o->len : n;
+		memcpy(o->buf + o->len, s, k);
+		o->len += k;
+		s += k;
+		n -= k;
+		if (o->len == OUT_BUF)
+			out_flush(o);
+	}
+}
+
+/* payload bytes: counted and checksummed */
+static void out_put(out *o, const void *p, size_t n)
+{
+	o->crc = crc32c(o->crc, p, n);
+	o->sec_len += n;
+	out_raw(o, p, n);
+}
+
+static void put_u8(out *o, uint8_t v) { out_put(o, &v, 1); }
+static void put_u16(out *o, uint16_t v) { out_put(o, &v, 2); }
+static void put_u32(out *o, uint32_t v) { out_put(o, &v, 4); }
+static void put_u64(out *o, uint64_t v) { out_put(o, &v, 8); }
+
+static void sec_begin(out *o)
+{
+	out_flush(o);
+	o->sec = o->off;
+	unsigned char zero[SEC_HEADER] = { 0 };
+	out_raw(o, zero, sizeof(zero));
+	o->crc = 0;
+	o->sec_len = 0;
+}
+
+static void sec_end(out *o, uint32_t kind, uint32_t table, uint32_t column)
+{
+	uint32_t pcrc = o->crc;
+	out_raw(o, &pcrc, 4);
+	out_flush(o);
+	unsigned char h[SEC_HEADER];
+	memcpy(h, &kind, 4);
+	memcpy(h + 4, &table, 4);
+	memcpy(h + 8, &column, 4);
+	memcpy(h + 12, &o->sec_len, 8);
+	uint32_t hcrc = crc32c(0, h, 20);
+	memcpy(h + 20, &hcrc, 4);
+	if (!o->err) {
+		int rc = io_pwrite_all(o->fd, h, SEC_HEADER, o->sec);
+		if (rc)
+			o->err = rc;
+	}
+}
+
+static bool live(const cohort_table *t, uint32_t slot)
+{
+	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
+}
+
+static void write_table(out *o, cohort_table *t)
+{
+	uint32_t id = t->id, hwm = atomic_load(&t->hwm);
+	int ncols = table_ncols(t);
+	uint64_t nrows = 0;
+	for (uint32_t s = 0; s < hwm; s++)
+		nrows += live(t, s);
+
+	sec_begin(o);
+	put_u8(o, (uint8_t)strlen(t->name));
+	out_put(o, t->name, strlen(t->name));
+	put_u64(o, (uint64_t)t->ttl_ms);
+	put_u16(o, (uint16_t)ncols);
+	for (int i = 0; i < ncols; i++) {
+		const tcol *c = t->cols[i];
+		put_u8(o, (uint8_t)strlen(c->name));
+		out_put(o, c->name, strlen(c->name));
+		put_u8(o, (uint8_t)c->type);
+		put_u32(o, c->type == COHORT_VEC ? c->dim : 0);
+		put_u64(o, (uint64_t)c->half_life_ms);
+	}
+	put_u64(o, nrows);
+	sec_end(o, SEC_TABLE, id, 0);
+
+	sec_begin(o);
+	for (uint32_t s = 0; s < hwm; s++) {
+		if (!live(t, s))
+			continue;
+		uint32_t len;
+		const char *k = table_slot_key(t, s, &len);
+		put_u8(o, (uint8_t)len);
+		out_put(o, k, len);
+	}
+	sec_end(o, SEC_KEYS, id, 0);
+
+	sec_begin(o);
+	for (uint32_t s = 0; s < hwm; s++)
+		if (live(t, s))
+			out_put(o, &tab_chunk(t, s)->time[slot_off(s)], 8);
+	sec_end(o, SEC_TIMES, id, 0);
+
+	for (int i = 0; i < ncols; i++) {
+		const tcol *c = t->cols[i];
+		sec_begin(o);
+		/* validity, packed over the live rows */
+		uint64_t word = 0, nbit = 0;
+		for (uint32_t s = 0; s < hwm; s++) {
+			if (!live(t, s))
+				continue;
+			if (bit_get(col_chunk(c, s)->valid, slot_off(s)))
+				word |= UINT64_C(1) << (nbit & 63);
+			if ((++nbit & 63) == 0) {
+				put_u64(o, word);
+				word = 0;
+			}
+		}
+		if (nbit & 63)
+			put_u64(o, word);
+		/* cat: only the strings live rows use, renumbered densely */
+		uint32_t *remap = NULL;
+		if (c->type == COHORT_CAT) {
+			uint32_t nd = dict_count(c->dict), used = 0;
+			remap = ccalloc(nd ? nd : 1, sizeof(uint32_t));
+			if (!remap) {
+				o->err = -ENOMEM;
+				return;
+			}
+			for (uint32_t s = 0; s < hwm; s++) {
+				colchunk *ch = col_chunk(c, s);
+				uint32_t code = ((uint32_t *)ch->plane0)[slot_off(s)];
+				if (live(t, s) && bit_get(ch->valid, slot_off(s)) &&
+				    code < nd && remap[code] == 0)
+					remap[code] = ++used;
+			}
+			put_u32(o, used);
+			/* strings in the order of their new codes */
+			for (uint32_t code = 0; code < nd; code++) {
+				if (!remap[code])
+					continue;
+				uint32_t len;
+				const char *str = dict_get(c->dict, code, &len);
+				put_u16(o, (uint16_t)len);
+				out_put(o, str, len);
+			}
+			/* new codes: rank of the old code among the used ones */
+			for (uint32_t code = 0, rank = 0; code < nd; code++)
+				if (remap[code])
+					remap[code] = rank++;
+		}
+		size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
+		for (uint32_t s = 0; s < hwm; s++) {
+			if (!live(t, s))
+				continue;
+			colchunk *ch = col_chunk(c, s);
+			const char *v = (const char *)ch->plane0 +
+				(size_t)slot_off(s) * c->width;
+			if (remap) {
+				uint32_t code = 0;
+				if (bit_get(ch->valid, slot_off(s)))
+					code = remap[*(const uint32_t *)v];
+				put_u32(o, code);
+			} else {
+				out_put(o, v, vw);
+			}
+		}
+		cfree(remap);
+		if (c->has_plane1)
+			for (uint32_t s = 0; s < hwm; s++)
+				if (live(t, s))
+					out_put(o, &col_chunk(c, s)->plane1[slot_off(s)], 8);
+		sec_end(o, SEC_COLUMN, id, (uint32_t)i);
+	}
+}
+
+int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn)
+{
+	char tmp[4200], final[4200];
+	snprintf(tmp, sizeof(tmp), "%s/snap-%020" PRIu64 ".tmp", dir, lsn);
+	snprintf(final, sizeof(final), "%s/snap-%020" PRIu64 ".snap", dir, lsn);
+	out o = { 0 };
+	o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (o.fd < 0)
+		return -errno;
+	o.buf = cmalloc(OUT_BUF);
+	if (!o.buf) {
+		close(o.fd);
+		return -ENOMEM;
+	}
+	uint32_t ntables = (uint32_t)cohort_db_ntables(db), version = SNAP_VERSION;
+	unsigned char h[28];
+	memcpy(h, SNAP_MAGIC, 8);
+	memcpy(h + 8, &version, 4);
+	memcpy(h + 12, &ntables, 4);
+	memcpy(h + 16, &lsn, 8);
+	uint32_t hcrc = crc32c(0, h, 24);
+	memcpy(h + 24, &hcrc, 4);
+	out_raw(&o, h, sizeof(h));
+	for (uint32_t i = 0; i < ntables && !o.err; i++)
+		write_table(&o, db->tables[i]);
+	sec_begin(&o);
+	sec_end(&o, SEC_END, 0, 0);
+	out_flush(&o);
+	int rc = o.err;
+	if (!rc)
+		rc = io_fdatasync(o.fd);
+	if (close(o.fd) && !rc)
+		rc = -errno;
+	cfree(o.buf);
+	if (!rc && rename(tmp, final))
+		rc = -errno;
+	if (!rc)
+		rc = io_fsync_dir(dir);
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+int snapshot_fork(cohort_db *db, uint64_t lsn, pid_t *child)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return seterr(COHORT_EIO, "snapshot: fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* The child: one thread, a frozen copy of the database. */
+		int rc = snapshot_write(db, db->dir, lsn);
+		_exit(rc ? (-rc & 0x7f) : 0);
+	}
+	*child = pid;
+	return 0;
+}
+
+int snapshot_wait(pid_t child, uint64_t lsn)
+{
+	int status;
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			return seterr(COHORT_EIO, "snapshot: waitpid: %s",
+				      strerror(errno));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status))
+		return seterr(COHORT_EIO, "snapshot at LSN %" PRIu64 " failed: "
+			      "%s", lsn, strerror(WEXITSTATUS(status)));
+	return seterr(COHORT_EIO, "snapshot at LSN %" PRIu64 ": writer died "
+		      "(signal %d)", lsn, WIFSIGNALED(status) ?
+		      WTERMSIG(status) : 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Finding and pruning
+ * ------------------------------------------------------------------------ */
+static bool parse_name(const char *name, const char *prefix, const char *ext,
+		       uint64_t *lsn)
+{
+	size_t pl = strlen(prefix), el = strlen(ext);
+	if (strlen(name) != pl + 20 + el || strncmp(name, prefix, pl) ||
+	    strcmp(name + pl + 20, ext))
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < 20; i++) {
+		char ch = name[pl + i];
+		if (ch < '0' || ch > '9')
+			return false;
+		v = v * 10 + (uint64_t)(ch - '0');
+	}
+	*lsn = v;
+	return true;
+}
+
+int snapshot_newest(const char *dir, uint64_t *lsn, char *path, size_t len)
+{
+	*lsn = 0;
+	path[0] = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return seterr(COHORT_EIO, "cannot read %s: %s", dir,
+			      strerror(errno));
+	struct dirent *e;
+	bool found = false;
+	while ((e = readdir(d)) != NULL) {
+		uint64_t l;
+		if (parse_name(e->d_name, "snap-", ".snap", &l) &&
+		    (!found || l > *lsn)) {
+			*lsn = l;
+			found = true;
+			snprintf(path, len, "%s/%s", dir, e->d_name);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+int snapshot_prune(const char *dir, uint64_t lsn)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return seterr(COHORT_EIO, "cannot read %s: %s", dir,
+			      strerror(errno));
+	/* A segment may go when the next one starts at or before lsn + 1:
+	 * every record in it is then in the snapshot. */
+	uint64_t *firsts = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	char path[4200];
+	while ((e = readdir(d)) != NULL) {
+		uint64_t l;
+		if ((parse_name(e->d_name, "snap-", ".snap", &l) && l < lsn) ||
+		    parse_name(e->d_name, "snap-", ".tmp", &l)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		} else if (parse_name(e->d_name, "wal-", ".log", &l)) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				uint64_t *f = crealloc(firsts, cap * 8);
+				if (!f)
+					break;
+				firsts = f;
+			}
+			firsts[n++] = l;
+		}
+	}
+	closedir(d);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t next = UINT64_MAX;
+		for (size_t j = 0; j < n; j++)
+			if (firsts[j] > firsts[i] && firsts[j] < next)
+				next = firsts[j];
+		if (next != UINT64_MAX && next <= lsn + 1) {
+			snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log",
+				 dir, firsts[i]);
+			unlink(path);
+		}
+	}
+	cfree(firsts);
+	io_fsync_dir(dir);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Loading
+ * ------------------------------------------------------------------------ */
+typedef struct in {
+	const unsigned char *p;
+	size_t len, off;
+	const char *path;
+} in;
+
+typedef struct section {
+	uint32_t kind, table, column;
+	const unsigned char *p;
+	uint64_t len;
+	size_t at;               /* file offset of the header */
+} section;
+
+static int corrupt(const in *r, size_t at, const char *what)
+{
+	return seterr(COHORT_ECORRUPT, "snapshot %s: %s at offset %zu", r->path,
+		      what, at);
+}
+
+static int next_section(in *r, section *s)
+{
+	s->at = r->off;
+	if (r->len - r->off < SEC_HEADER)
+		return corrupt(r, r->off, "truncated section header");
+	const unsigned char *h = r->p + r->off;
+	uint32_t hcrc;
+	memcpy(&hcrc, h + 20, 4);
+	if (crc32c(0, h, 20) != hcrc)
+		return corrupt(r, r->off, "bad section header checksum");
+	memcpy(&s->kind, h, 4);
+	memcpy(&s->table, h + 4, 4);
+	memcpy(&s->column, h + 8, 4);
+	memcpy(&s->len, h + 12, 8);
+	if (s->len > r->len - r->off - SEC_HEADER ||
+	    r->len - r->off - SEC_HEADER - s->len < 4)
+		return corrupt(r, r->off, "section longer than the file");
+	s->p = h + SEC_HEADER;
+	uint32_t pcrc;
+	memcpy(&pcrc, s->p + s->len, 4);
+	if (crc32c(0, s->p, s->len) != pcrc)
+		return corrupt(r, r->off, "bad section checksum");
+	r->off += SEC_HEADER + s->len + 4;
+	return 0;
+}
+
+/* bounded reads inside one section */
+typedef struct cur {
+	const unsigned char *p;
+	uint64_t len, off;
+	bool bad;
+} cur;
+
+static const void *take(cur *c, uint64_t n)
+{
+	if (c->bad || n > c->len - c->off) {
+		c->bad = true;
+		return NULL;
+	}
+	const void *q = c->p + c->off;
+	c->off += n;
+	return q;
+}
+
+static uint64_t get_n(cur *c, int n)
+{
+	uint64_t v = 0;
+	const void *q = take(c, (uint64_t)n);
+	if (q)
+		memcpy(&v, q, (size_t)n);
+	return v;
+}
+
+static int load_table(cohort_db *db, in *r, const section *s)
+{
+	cur c = { s->p, s->len, 0, false };
+	char name[COHORT_MAX_NAME + 1];
+	uint8_t nl = (uint8_t)get_n(&c, 1);
+	const char *np = take(&c, nl);
+	if (!np || nl > COHORT_MAX_NAME)
+		return corrupt(r, s->at, "bad table name");
+	memcpy(name, np, nl);
+	name[nl] = 0;
+	cohort_table_options o = { (int64_t)get_n(&c, 8) };
+	uint16_t ncols = (uint16_t)get_n(&c, 2);
+	cohort_column_def *defs = ccalloc(ncols ? ncols : 1, sizeof(*defs));
+	char (*names)[COHORT_MAX_NAME + 1] = ccalloc(ncols ? ncols : 1,
+						     sizeof(*names));
+	if (!defs || !names) {
+		cfree(defs);
+		cfree(names);
+		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
+	}
+	for (uint16_t i = 0; i < ncols && !c.bad; i++) {
+		uint8_t l = (uint8_t)get_n(&c, 1);
+		const char *p = take(&c, l);
+		if (!p || l > COHORT_MAX_NAME) {
+			c.bad = true;
+			break;
+		}
+		memcpy(names[i], p, l);
+		names[i][l] = 0;
+		defs[i].name = names[i];
+		defs[i].type = (cohort_type)get_n(&c, 1);
+		defs[i].dim = (uint32_t)get_n(&c, 4);
+		defs[i].half_life_ms = (int64_t)get_n(&c, 8);
+	}
+	int rc = c.bad ? corrupt(r, s->at, "bad table section") :
+		cohort_table_create(db, name, defs, ncols, &o, NULL);
+	cfree(defs);
+	cfree(names);
+	return rc;
+}
+
+static int load_rows(cohort_table *t, in *r, const section *keys,
+		     const section *times, uint64_t nrows)
+{
+	cur k = { keys->p, keys->len, 0, false };
+	cur tm = { times->p, times->len, 0, false };
+	if (times->len != nrows * 8)
+		return corrupt(r, times->at, "row times do not match the rows");
+	for (uint64_t i = 0; i < nrows; i++) {
+		uint8_t len = (uint8_t)get_n(&k, 1);
+		const void *key = take(&k, len);
+		int64_t time = (int64_t)get_n(&tm, 8);
+		if (!key || len == 0)
+			return corrupt(r, keys->at, "bad key");
+		uint64_t h = key_hash(key, len);
+		stripe *s = stripe_of(t, h);
+		if (keymap_find(t, s, h, key, len) >= 0)
+			return corrupt(r, keys->at, "duplicate key");
+		uint32_t slot;
+		int rc = table_slot_alloc(t, key, len, &slot);
+		if (rc == 0)
+			rc = keymap_insert(t, s, h, slot);
+		if (rc)
+			return rc;
+		if (slot != i)
+			return corrupt(r, keys->at, "rows out of order");
+		tab_chunk(t, slot)->time[slot_off(slot)] = time;
+	}
+	if (k.off != k.len)
+		return corrupt(r, keys->at, "trailing bytes after the keys");
+	return 0;
+}
+
+static int load_column(cohort_table *t, in *r, const section *s,
+		       uint64_t nrows)
+{
+	const tcol *c = t->cols[s->column];
+	cur cu = { s->p, s->len, 0, false };
+	uint64_t nwords = (nrows + 63) / 64;
+	const unsigned char *valid = take(&cu, nwords * 8);
+	uint32_t nstr = 0;
+	if (c->type == COHORT_CAT) {
+		nstr = (uint32_t)get_n(&cu, 4);
+		for (uint32_t i = 0; i < nstr && !cu.bad; i++) {
+			uint16_t len = (uint16_t)get_n(&cu, 2);
+			const char *str = take(&cu, len);
+			uint32_t code;
+			if (!str)
+				break;
+			int rc = dict_intern(c->dict, str, len, &code);
+			if (rc)
+				return rc;
+			if (code != i)
+				return corrupt(r, s->at, "repeated cat string");
+		}
+	}
+	size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
+	const unsigned char *vals = take(&cu, nrows * vw);
+	const unsigned char *p1 = c->has_plane1 ? take(&cu, nrows * 8) : NULL;
+	if (cu.bad || cu.off != cu.len)
+		return corrupt(r, s->at, "column section of the wrong size");
+	for (uint64_t row0 = 0; row0 < nrows; row0 += CHUNK_ROWS) {
+		uint32_t slot = (uint32_t)row0;
+		colchunk *ch = col_chunk(c, slot);
+		uint64_t n = nrows - row0 < CHUNK_ROWS ? nrows - row0 : CHUNK_ROWS;
+		memcpy(ch->valid, valid + row0 / 8, (n + 63) / 64 * 8);
+		if (n & 63)   /* bits past the last row stay clear */
+			ch->valid[n / 64] &= (UINT64_C(1) << (n & 63)) - 1;
+		if (c->type == COHORT_VEC) {
+			for (uint64_t i = 0; i < n; i++)
+				memcpy((char *)ch->plane0 + i * c->width,
+				       vals + (row0 + i) * vw, vw);
+		} else {
+			memcpy(ch->plane0, vals + row0 * vw, n * vw);
+		}
+		if (p1)
+			memcpy(ch->plane1, p1 + row0 * 8, n * 8);
+		if (c->type == COHORT_CAT)
+			for (uint64_t i = 0; i < n; i++)
+				if (bit_get(ch->valid, (uint32_t)i) &&
+				    ((uint32_t *)ch->plane0)[i] >= nstr)
+					return corrupt(r, s->at, "bad cat code");
+	}
+	return 0;
+}
+
+static int read_all(const char *path, unsigned char **buf, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return seterr(COHORT_EIO, "cannot open %s: %s", path,
+			      strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return seterr(COHORT_EIO, "cannot stat %s", path);
+	}
+	*len = (size_t)st.st_size;
+	*buf = cmalloc(*len ? *len : 1);
+	if (!*buf) {
+		close(fd);
+		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
+	}
+	size_t got = 0;
+	while (got < *len) {
+		ssize_t n = pread(fd, *buf + got, *len - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			cfree(*buf);
+			return seterr(COHORT_EIO, "cannot read %s", path);
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
+{
+	unsigned char *buf;
+	size_t len;
+	int rc = read_all(path, &buf, &len);
+	if (rc)
+		return rc;
+	in r = { buf, len, 0, path };
+	uint32_t version, ntables, hcrc;
+	if (len < 28 || memcmp(buf, SNAP_MAGIC, 8)) {
+		rc = corrupt(&r, 0, "not a cohort snapshot");
+		goto done;
+	}
+	memcpy(&version, buf + 8, 4);
+	memcpy(&ntables, buf + 12, 4);
+	memcpy(lsn, buf + 16, 8);
+	memcpy(&hcrc, buf + 24, 4);
+	if (crc32c(0, buf, 24) != hcrc || version != SNAP_VERSION) {
+		rc = corrupt(&r, 0, "bad header");
+		goto done;
+	}
+	r.off = 28;
+	for (uint32_t ti = 0; ti < ntables && rc == 0; ti++) {
+		section st, sk, stm;
+		rc = next_section(&r, &st);
+		if (rc)
+			break;
+		if (st.kind != SEC_TABLE || st.table != ti) {
+			rc = corrupt(&r, st.at, "expected a table section");
+			break;
+		}
+		rc = load_table(db, &r, &st);
+		if (rc)
+			break;
+		cohort_table *t = db->tables[ti];
+		uint64_t nrows;
+		memcpy(&nrows, st.p + st.len - 8, 8);
+		rc = next_section(&r, &sk);
+		if (rc == 0)
+			rc = next_section(&r, &stm);
+		if (rc)
+			break;
+		if (sk.kind != SEC_KEYS || stm.kind != SEC_TIMES ||
+		    sk.table != ti || stm.table != ti) {
+			rc = corrupt(&r, sk.at, "expected keys and times");
+			break;
+		}
+		rc = load_rows(t, &r, &sk, &stm, nrows);
+		for (int ci = 0; ci < table_ncols(t) && rc == 0; ci++) {
+			section sc;
+			rc = next_section(&r, &sc);
+			if (rc)
+				break;
+			if (sc.kind != SEC_COLUMN || sc.table != ti ||
+			    sc.column != (uint32_t)ci) {
+				rc = corrupt(&r, sc.at, "expected a column section");
+				break;
+			}
+			rc = load_column(t, &r, &sc, nrows);
+		}
+	}
+	if (rc == 0) {
+		section se;
+		rc = next_section(&r, &se);
+		if (rc == 0 && (se.kind != SEC_END || r.off != len))
+			rc = corrupt(&r, se.at, "bad end of snapshot");
+	}
+done:
+	cfree(buf);
+	return rc;
+}
