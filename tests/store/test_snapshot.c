@@ -1,0 +1,400 @@
+/*
+ * Snapshots: round trip of every type through a snapshot, recovery from a
+ * snapshot plus the log after it, erasure of deleted rows from every file,
+ * checksums catching flipped bytes, automatic snapshots, and a snapshot
+ * taken while two threads write.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cohort.h"
+
+static char dir[64];
+
+static void rm_dir(const char *d)
+{
+	DIR *dd = opendir(d);
+	if (!dd)
+		return;
+	struct dirent *e;
+	char path[512];
+	while ((e = readdir(dd)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d, e->d_name);
+		unlink(path);
+	}
+	closedir(dd);
+	rmdir(d);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/cohort-snap-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	rm_dir(dir);
+}
+
+static cohort_db *open_db(void)
+{
+	cohort_options o;
+	cohort_options_init(&o);
+	o.fsync = COHORT_FSYNC_NONE;   /* durability is not what is tested */
+	cohort_db *db = NULL;
+	int rc = cohort_open(dir, &o, &db);
+	cr_assert_eq(rc, 0, "open: %s", cohort_errdetail());
+	return db;
+}
+
+enum { C_F32, C_F64, C_I32, C_I64, C_BOOL, C_CAT, C_VEC, C_CNT, C_DEC,
+       C_MIN, C_MAX, C_LAST, NCOLS };
+
+static const cohort_column_def cols[NCOLS] = {
+	{ "f32", COHORT_F32, 0, 0 },  { "f64", COHORT_F64, 0, 0 },
+	{ "i32", COHORT_I32, 0, 0 },  { "i64", COHORT_I64, 0, 0 },
+	{ "b", COHORT_BOOL, 0, 0 },   { "cat", COHORT_CAT, 0, 0 },
+	{ "vec", COHORT_VEC, 5, 0 },  { "cnt", COHORT_COUNTER, 0, 0 },
+	{ "dec", COHORT_DECAY, 0, 60000 }, { "mn", COHORT_MIN, 0, 0 },
+	{ "mx", COHORT_MAX, 0, 0 },   { "last", COHORT_LAST, 0, 0 },
+};
+
+static void write_row(cohort_table *t, int i)
+{
+	char key[32], cat[32];
+	int n = snprintf(key, sizeof(key), "cust-%d", i);
+	snprintf(cat, sizeof(cat), "seg-%d", i % 7);
+	float v[5] = { (float)i, -1, 2.5f, 0, (float)(i % 3) };
+	cohort_field f[] = {
+		{ C_F32, i % 5 ? cohort_f32((float)i / 3) : cohort_null() },
+		{ C_F64, cohort_f64(i * 1e-3) },
+		{ C_I32, cohort_i32(-i) },
+		{ C_I64, cohort_i64((int64_t)i << 33) },
+		{ C_BOOL, cohort_bool(i & 1) },
+		{ C_CAT, i % 4 ? cohort_cat(cat) : cohort_null() },
+		{ C_VEC, cohort_vec(v, 5) },
+	};
+	cr_assert_eq(cohort_put(t, key, (size_t)n, 1000 + i, f, 7), 0, "%s",
+		     cohort_errdetail());
+	cohort_update u[] = {
+		{ C_CNT, COHORT_OP_ADD, cohort_f64(i) },
+		{ C_DEC, COHORT_OP_ADD, cohort_f64(10) },
+		{ C_MIN, COHORT_OP_OBSERVE, cohort_f64(i % 11) },
+		{ C_MAX, COHORT_OP_OBSERVE, cohort_f64(i % 13) },
+		{ C_LAST, COHORT_OP_OBSERVE, cohort_f64(i) },
+	};
+	cr_assert_eq(cohort_event(t, key, (size_t)n, 2000 + i, u, 5), 0, "%s",
+		     cohort_errdetail());
+}
+
+/* Every column of every key equal in two tables. */
+static void assert_same(cohort_table *a, cohort_table *b, int nkeys)
+{
+	int ids[NCOLS];
+	for (int i = 0; i < NCOLS; i++)
+		ids[i] = i;
+	for (int i = 0; i < nkeys; i++) {
+		char key[32];
+		int n = snprintf(key, sizeof(key), "cust-%d", i);
+		cohort_value va[NCOLS], vb[NCOLS];
+		float ba[8], bb[8];
+		cohort_time ta, tb;
+		int sa = cohort_get(a, key, (size_t)n, ids, NCOLS, 5000, va, ba,
+				    8, &ta);
+		int sb = cohort_get(b, key, (size_t)n, ids, NCOLS, 5000, vb, bb,
+				    8, &tb);
+		cr_assert_eq(sa, sb, "key %s", key);
+		cr_assert_eq(ta, tb, "key %s", key);
+		for (int c = 0; c < NCOLS; c++) {
+			cr_assert_eq(va[c].type, vb[c].type, "key %s col %d", key, c);
+			switch (va[c].type) {
+			case COHORT_NULL: break;
+			case COHORT_CAT:
+				cr_assert_str_eq(va[c].v.str.ptr, vb[c].v.str.ptr);
+				break;
+			case COHORT_VEC:
+				cr_assert_arr_eq(va[c].v.vec.ptr, vb[c].v.vec.ptr,
+						 5 * sizeof(float));
+				break;
+			case COHORT_BOOL:
+				cr_assert_eq(va[c].v.b, vb[c].v.b);
+				break;
+			default:
+				cr_assert_eq(memcmp(&va[c].v, &vb[c].v, 8), 0,
+					     "key %s col %d", key, c);
+			}
+		}
+	}
+}
+
+Test(snapshot, round_trip_of_every_type_equals_the_live_table, .init = setup,
+     .fini = teardown)
+{
+	cohort_db *mem;
+	cohort_table *ref, *t;
+	cr_assert_eq(cohort_open(NULL, NULL, &mem), 0);
+	cr_assert_eq(cohort_table_create(mem, "c", cols, NCOLS, NULL, &ref), 0);
+	cohort_db *db = open_db();
+	cr_assert_eq(cohort_table_create(db, "c", cols, NCOLS, NULL, &t), 0);
+	for (int i = 0; i < 3000; i++) {
+		write_row(ref, i);
+		write_row(t, i);
+	}
+	for (int i = 0; i < 3000; i += 5) {
+		char key[32];
+		int n = snprintf(key, sizeof(key), "cust-%d", i);
+		cr_assert_eq(cohort_delete(ref, key, (size_t)n), 0);
+		cr_assert_eq(cohort_delete(t, key, (size_t)n), 0);
+	}
+	cr_assert_eq(cohort_snapshot(db), 0, "%s", cohort_errdetail());
+	/* more after the snapshot: they come back from the log */
+	for (int i = 3000; i < 3500; i++) {
+		write_row(ref, i);
+		write_row(t, i);
+	}
+	cr_assert_eq(cohort_close(db), 0);
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "c", &t), 0);
+	assert_same(ref, t, 3600);
+	cohort_table_info ia, ib;
+	cohort_table_describe(ref, &ia);
+	cohort_table_describe(t, &ib);
+	cr_assert_eq(ia.nrows, ib.nrows);
+	cohort_column_info ca, cb;
+	cohort_column_describe(t, C_CAT, &cb);
+	cohort_column_describe(ref, C_CAT, &ca);
+	cr_assert_eq(cb.ncat, ca.ncat);
+	cohort_close(db);
+	cohort_close(mem);
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	size_t nl = strlen(needle), len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	size_t n;
+	while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+		len += n;
+		if (len == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+	}
+	fclose(f);
+	bool found = false;
+	for (size_t i = 0; i + nl <= len && !found; i++)
+		found = memcmp(buf + i, needle, nl) == 0;
+	free(buf);
+	return found;
+}
+
+static bool dir_contains(const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+	char path[512];
+	while ((e = readdir(d)) != NULL && !found) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		found = file_contains(path, needle);
+	}
+	closedir(d);
+	return found;
+}
+
+Test(snapshot, deleted_customer_is_in_no_file_after_the_next_snapshot,
+     .init = setup, .fini = teardown)
+{
+	cohort_db *db = open_db();
+	cohort_table *t;
+	cohort_column_def c[] = { { "name", COHORT_CAT, 0, 0 },
+				  { "iban", COHORT_I64, 0, 0 } };
+	cr_assert_eq(cohort_table_create(db, "people", c, 2, NULL, &t), 0);
+	for (int i = 0; i < 100; i++) {
+		char key[32], name[32];
+		int n = snprintf(key, sizeof(key), "person-%03d", i);
+		snprintf(name, sizeof(name), "name-%03d", i);
+		cohort_field f[] = { { 0, cohort_cat(name) },
+				     { 1, cohort_i64(1000 + i) } };
+		cr_assert_eq(cohort_put(t, key, (size_t)n, 1, f, 2), 0);
+	}
+	cohort_field f[] = { { 0, cohort_cat("Zuzana-Forgotten") },
+			     { 1, cohort_i64(0x5EC12E7BADC0DELL) } };
+	cr_assert_eq(cohort_put(t, "ERASE-ME-4711", 13, 1, f, 2), 0);
+	cr_assert_eq(cohort_snapshot(db), 0);
+	cr_assert_eq(cohort_close(db), 0);
+	cr_assert(dir_contains("ERASE-ME-4711"), "the key should be on disk");
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "people", &t), 0);
+	cr_assert_eq(cohort_delete(t, "ERASE-ME-4711", 13), 0);
+	cr_assert_eq(cohort_snapshot(db), 0, "%s", cohort_errdetail());
+	cr_assert_eq(cohort_close(db), 0);
+	int64_t secret = 0x5EC12E7BADC0DELL;
+	char needle[9] = { 0 };
+	memcpy(needle, &secret, 8);
+	cr_assert(!dir_contains("ERASE-ME-4711"), "deleted key still on disk");
+	cr_assert(!dir_contains("Zuzana-Forgotten"), "deleted value on disk");
+	cr_assert(!dir_contains(needle), "deleted i64 value on disk");
+	/* the others are all still there */
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "people", &t), 0);
+	cohort_table_info info;
+	cohort_table_describe(t, &info);
+	cr_assert_eq(info.nrows, 100);
+	cohort_close(db);
+}
+
+static char *newest_snapshot(void)
+{
+	static char path[512];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	path[0] = 0;
+	while ((e = readdir(d)) != NULL)
+		if (strstr(e->d_name, ".snap"))
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+	closedir(d);
+	return path;
+}
+
+Test(snapshot, every_flipped_byte_is_detected, .init = setup,
+     .fini = teardown)
+{
+	cohort_db *db = open_db();
+	cohort_table *t;
+	cr_assert_eq(cohort_table_create(db, "c", cols, NCOLS, NULL, &t), 0);
+	for (int i = 0; i < 20; i++)
+		write_row(t, i);
+	cr_assert_eq(cohort_snapshot(db), 0);
+	cr_assert_eq(cohort_close(db), 0);
+	char *snap = newest_snapshot();
+	cr_assert(snap[0]);
+	struct stat st;
+	cr_assert_eq(stat(snap, &st), 0);
+	int fd = open(snap, O_RDWR);
+	/* every byte, one at a time */
+	for (off_t off = 0; off < st.st_size; off++) {
+		unsigned char b;
+		cr_assert_eq(pread(fd, &b, 1, off), 1);
+		unsigned char x = b ^ 0x10;
+		cr_assert_eq(pwrite(fd, &x, 1, off), 1);
+		cohort_db *d2 = NULL;
+		int rc = cohort_open(dir, NULL, &d2);
+		cr_assert_eq(rc, COHORT_ECORRUPT, "flip at %lld not detected",
+			     (long long)off);
+		cr_assert(strstr(cohort_errdetail(), "snap-") != NULL);
+		cr_assert_eq(pwrite(fd, &b, 1, off), 1);
+	}
+	close(fd);
+	cohort_db *d3 = NULL;
+	cr_assert_eq(cohort_open(dir, NULL, &d3), 0);
+	cohort_close(d3);
+}
+
+Test(snapshot, automatic_after_the_configured_log_size, .init = setup,
+     .fini = teardown)
+{
+	cohort_options o;
+	cohort_options_init(&o);
+	o.fsync = COHORT_FSYNC_NONE;
+	o.snapshot_log_bytes = 64 * 1024;
+	cohort_db *db;
+	cr_assert_eq(cohort_open(dir, &o, &db), 0);
+	cohort_table *t;
+	cr_assert_eq(cohort_table_create(db, "c", cols, NCOLS, NULL, &t), 0);
+	for (int i = 0; i < 2000; i++)
+		write_row(t, i);
+	/* the background thread looks every 50 ms */
+	for (int i = 0; i < 100 && !newest_snapshot()[0]; i++)
+		usleep(20000);
+	cr_assert(newest_snapshot()[0], "no automatic snapshot was written");
+	cr_assert_eq(cohort_close(db), 0);
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "c", &t), 0);
+	cohort_table_info info;
+	cohort_table_describe(t, &info);
+	cr_assert_eq(info.nrows, 2000);
+	cohort_close(db);
+}
+
+/* Two writers bump pairs of counters while a snapshot is taken; after a
+ * reopen every row's two counters agree and hold every acknowledged
+ * event. */
+typedef struct wargs {
+	cohort_table *t;
+	int id;
+	int done;
+} wargs;
+
+static void *writer(void *arg)
+{
+	wargs *w = arg;
+	for (int i = 0; i < 4000; i++) {
+		char key[32];
+		int n = snprintf(key, sizeof(key), "w%d-%d", w->id, i % 50);
+		cohort_update u[] = { { 0, COHORT_OP_ADD, cohort_f64(1) },
+				      { 1, COHORT_OP_ADD, cohort_f64(1) } };
+		if (cohort_event(w->t, key, (size_t)n, 1, u, 2) == 0)
+			w->done++;
+	}
+	return NULL;
+}
+
+Test(snapshot, taken_while_two_threads_write, .init = setup,
+     .fini = teardown)
+{
+	cohort_db *db = open_db();
+	cohort_table *t;
+	cohort_column_def c[] = { { "a", COHORT_COUNTER, 0, 0 },
+				  { "b", COHORT_COUNTER, 0, 0 } };
+	cr_assert_eq(cohort_table_create(db, "pairs", c, 2, NULL, &t), 0);
+	wargs w[2] = { { t, 0, 0 }, { t, 1, 0 } };
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, writer, &w[i]);
+	for (int s = 0; s < 3; s++)
+		cr_assert_eq(cohort_snapshot(db), 0, "%s", cohort_errdetail());
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	cr_assert_eq(cohort_close(db), 0);
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "pairs", &t), 0);
+	double total = 0;
+	for (int id = 0; id < 2; id++) {
+		for (int k = 0; k < 50; k++) {
+			char key[32];
+			int n = snprintf(key, sizeof(key), "w%d-%d", id, k);
+			int ids[2] = { 0, 1 };
+			cohort_value v[2];
+			cr_assert_eq(cohort_get(t, key, (size_t)n, ids, 2, 1, v,
+						NULL, 0, NULL), COHORT_ROW_PRESENT);
+			cr_assert_eq(v[0].v.f64, v[1].v.f64, "half an event");
+			total += v[0].v.f64;
+		}
+	}
+	cr_assert_eq(total, (double)(w[0].done + w[1].done));
+	cohort_close(db);
+}
+
+Test(snapshot, in_memory_database_cannot_snapshot)
+{
+	cohort_db *db;
+	cr_assert_eq(cohort_open(NULL, NULL, &db), 0);
+	cr_assert_eq(cohort_snapshot(db), COHORT_EINVAL);
+	cohort_close(db);
+}
