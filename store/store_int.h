@@ -254,6 +254,8 @@ void keymap_free(stripe *s, uint64_t *mem);
 /* Slot of a key, or -1. */
 int64_t keymap_find(const cohort_table *t, const stripe *s, uint64_t hash,
 		    const void *key, uint32_t key_len);
+/* Room for n keys in the stripe without growing again. */
+int keymap_reserve(cohort_table *t, stripe *s, uint32_t n);
 /* Insert key -> slot (key known absent). May grow the stripe's table. */
 int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot);
 /* Remove the entry of a present slot. */
