@@ -10,12 +10,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +48,13 @@ struct wal {
 	pthread_cond_t data, done;
 	walbuf active, flushing;
 	uint64_t next_lsn;         /* LSN of the next append */
-	uint64_t durable_lsn;      /* highest LSN on disk (synced, unless NONE) */
+	/* highest LSN on disk (synced, unless NONE): written by the writer
+	 * under mu, read by wal_sync without it */
+	_Atomic uint64_t durable_lsn;
+	/* bumped after every flush; wal_sync sleeps on it as a futex, so a
+	 * waiter woken by a flush never has to take mu */
+	_Atomic uint32_t flushes;
+	_Atomic int failed_rc;     /* mirror of error for lock-free readers */
 	uint64_t bytes;            /* appended since open or rotation */
 	char dir[4096];
 	int error;                 /* sticky: the log has stopped */
@@ -73,8 +82,9 @@ static ssize_t uring_write(wal *w, const char *p, size_t len, off_t off,
 	}
 	int want = sync ? 2 : 1;
 	int rc;
+	/* one system call submits both and waits for both */
 	do {
-		rc = io_uring_submit(&w->ring);
+		rc = io_uring_submit_and_wait(&w->ring, (unsigned)want);
 	} while (rc == -EINTR || rc == -EAGAIN);
 	if (rc < 0)
 		return rc;
@@ -134,6 +144,19 @@ static int write_out(wal *w, const char *p, size_t len, bool sync)
 /* ------------------------------------------------------------------------
  * The writer thread
  * ------------------------------------------------------------------------ */
+/* Sleep while *word == seen (or until a wake-up). */
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL,
+		NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT32_MAX,
+		NULL, NULL, 0);
+}
+
 static void deadline_in(struct timespec *ts, uint32_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -189,14 +212,17 @@ static void *writer(void *arg)
 		pthread_mutex_lock(&w->mu);
 		if (rc && !w->error) {
 			w->error = rc;
+			atomic_store(&w->failed_rc, rc);
 			fprintf(stderr, "cohort: log %s: %s; the log is stopped "
 				"and the database refuses writes\n", w->path,
 				strerror(-rc));
 		}
 		if (!rc && !err)
-			w->durable_lsn = w->flushing.last_lsn;
+			atomic_store(&w->durable_lsn, w->flushing.last_lsn);
 		w->flushing.len = 0;
 		pthread_cond_broadcast(&w->done);
+		atomic_fetch_add(&w->flushes, 1);
+		futex_wake_all(&w->flushes);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -216,7 +242,7 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 	if (w->cfg.interval_ms == 0)
 		w->cfg.interval_ms = 10;
 	w->next_lsn = next_lsn;
-	w->durable_lsn = next_lsn - 1;
+	atomic_store(&w->durable_lsn, next_lsn - 1);
 	snprintf(w->dir, sizeof(w->dir), "%s", dir);
 	snprintf(w->path, sizeof(w->path), "%s/wal-%020" PRIu64 ".log", dir,
 		 next_lsn);
@@ -335,10 +361,16 @@ int wal_sync(wal *w, uint64_t lsn)
 		pthread_mutex_unlock(&w->mu);
 		return err ? failed(w) : 0;
 	}
+	for (;;) {
+		uint32_t seen = atomic_load(&w->flushes);
+		if (atomic_load(&w->durable_lsn) >= lsn)
+			return 0;
+		if (atomic_load(&w->failed_rc))
+			break;
+		futex_wait(&w->flushes, seen);
+	}
 	pthread_mutex_lock(&w->mu);
-	while (!w->error && w->durable_lsn < lsn)
-		pthread_cond_wait(&w->done, &w->mu);
-	int rc = w->durable_lsn >= lsn ? 0 : failed(w);
+	int rc = failed(w);
 	pthread_mutex_unlock(&w->mu);
 	return rc;
 }
@@ -349,7 +381,8 @@ int wal_flush(wal *w)
 	uint64_t target = w->next_lsn - 1;
 	w->flush_now = true;
 	pthread_cond_signal(&w->data);
-	while (!w->error && (w->durable_lsn < target || w->flush_now ||
+	while (!w->error && (atomic_load(&w->durable_lsn) < target ||
+			     w->flush_now ||
 			     w->active.len || w->flushing.len))
 		pthread_cond_wait(&w->done, &w->mu);
 	int rc = w->error ? failed(w) : 0;
@@ -440,7 +473,7 @@ const char *wal_io_path(const wal *w)
 uint64_t wal_durable_lsn(wal *w)
 {
 	pthread_mutex_lock(&w->mu);
-	uint64_t l = w->durable_lsn;
+	uint64_t l = atomic_load(&w->durable_lsn);
 	pthread_mutex_unlock(&w->mu);
 	return l;
 }
@@ -578,6 +611,32 @@ static bool valid_record_after(const unsigned char *p, size_t len, size_t off,
 	return false;
 }
 
+/* After a salvage: move path and the later segments to *.damaged and
+ * write path anew with its first good_len bytes. */
+static void set_aside(const char *dir, const char *path,
+		      const unsigned char *p, size_t good_len,
+		      const segment *later, size_t nlater)
+{
+	char aside[4300];
+	snprintf(aside, sizeof(aside), "%s.damaged", path);
+	if (rename(path, aside) == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			      0600);
+		if (fd >= 0) {
+			if (io_pwrite_all(fd, p, good_len, 0) == 0)
+				io_fdatasync(fd);
+			close(fd);
+		}
+	}
+	for (size_t i = 0; i < nlater; i++) {
+		char from[4200];
+		snprintf(from, sizeof(from), "%s/%s", dir, later[i].name);
+		snprintf(aside, sizeof(aside), "%s.damaged", from);
+		rename(from, aside);
+	}
+	io_fsync_dir(dir);
+}
+
 int wal_replay(const char *dir, uint64_t after, bool salvage,
 	       wal_record_cb cb, void *ctx, uint64_t *last_lsn,
 	       char *report, size_t report_len)
@@ -626,6 +685,11 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 					break;
 				}
 				if (salvage) {
+					/* keep the damaged files aside and leave
+					 * a log that replays cleanly: the good
+					 * prefix of this segment, nothing after */
+					set_aside(dir, path, p, off, segs + s + 1,
+						  nseg - s - 1);
 					if (report)
 						snprintf(report, report_len,
 							 "LOST: log %s is damaged "
@@ -634,7 +698,8 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 							 ": %zu bytes of this "
 							 "file and %zu later "
 							 "segment(s) were not "
-							 "applied", path, off,
+							 "applied (kept as "
+							 "*.damaged)", path, off,
 							 prev, len - off,
 							 nseg - s - 1);
 					stopped = true;
