@@ -114,6 +114,59 @@ static bool live(const cohort_table *t, uint32_t slot)
 	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
 }
 
+/*
+ * Write `width` bytes for every live slot below hwm, taken from per-chunk
+ * arrays with `stride` bytes per slot (plane(ctx, chunk) gives the array).
+ * Runs of consecutive live slots go out as one copy: with no deletes, a
+ * whole chunk is one run.
+ */
+typedef const void *(*plane_fn)(const void *ctx, uint32_t chunk);
+
+static void put_live(out *o, const cohort_table *t, uint32_t hwm,
+		     plane_fn plane, const void *ctx, size_t stride,
+		     size_t width)
+{
+	for (uint32_t c0 = 0; c0 < hwm; c0 += CHUNK_ROWS) {
+		const uint64_t *lv = tab_chunk(t, c0)->live;
+		const char *base = plane(ctx, c0 >> CHUNK_SHIFT);
+		uint32_t n = hwm - c0 < CHUNK_ROWS ? hwm - c0 : CHUNK_ROWS;
+		uint32_t i = 0;
+		while (i < n) {
+			if (!((lv[i >> 6] >> (i & 63)) & 1)) {
+				i++;
+				continue;
+			}
+			uint32_t j = i + 1;
+			while (j < n && ((lv[j >> 6] >> (j & 63)) & 1))
+				j++;
+			if (stride == width) {
+				out_put(o, base + (size_t)i * stride,
+					(size_t)(j - i) * stride);
+			} else {
+				for (uint32_t k = i; k < j; k++)
+					out_put(o, base + (size_t)k * stride, width);
+			}
+			i = j;
+		}
+	}
+}
+
+static const void *times_of(const void *ctx, uint32_t chunk)
+{
+	const cohort_table *t = ctx;
+	return tab_chunk(t, chunk << CHUNK_SHIFT)->time;
+}
+
+static const void *plane0_of(const void *ctx, uint32_t chunk)
+{
+	return col_chunk((const tcol *)ctx, chunk << CHUNK_SHIFT)->plane0;
+}
+
+static const void *plane1_of(const void *ctx, uint32_t chunk)
+{
+	return col_chunk((const tcol *)ctx, chunk << CHUNK_SHIFT)->plane1;
+}
+
 static void write_table(out *o, cohort_table *t)
 {
 	uint32_t id = t->id, hwm = atomic_load(&t->hwm);
@@ -150,9 +203,7 @@ static void write_table(out *o, cohort_table *t)
 	sec_end(o, SEC_KEYS, id, 0);
 
 	sec_begin(o);
-	for (uint32_t s = 0; s < hwm; s++)
-		if (live(t, s))
-			out_put(o, &tab_chunk(t, s)->time[slot_off(s)], 8);
+	put_live(o, t, hwm, times_of, t, 8, 8);
 	sec_end(o, SEC_TIMES, id, 0);
 
 	for (int i = 0; i < ncols; i++) {
@@ -161,6 +212,14 @@ static void write_table(out *o, cohort_table *t)
 		/* validity, packed over the live rows */
 		uint64_t word = 0, nbit = 0;
 		for (uint32_t s = 0; s < hwm; s++) {
+			/* a word of 64 live slots, aligned both sides: as is */
+			if ((s & 63) == 0 && (nbit & 63) == 0 && s + 64 <= hwm &&
+			    tab_chunk(t, s)->live[slot_off(s) >> 6] == ~UINT64_C(0)) {
+				put_u64(o, col_chunk(c, s)->valid[slot_off(s) >> 6]);
+				nbit += 64;
+				s += 63;
+				continue;
+			}
 			if (!live(t, s))
 				continue;
 			if (bit_get(col_chunk(c, s)->valid, slot_off(s)))
@@ -204,26 +263,23 @@ static void write_table(out *o, cohort_table *t)
 					remap[code] = rank++;
 		}
 		size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
-		for (uint32_t s = 0; s < hwm; s++) {
-			if (!live(t, s))
-				continue;
-			colchunk *ch = col_chunk(c, s);
-			const char *v = (const char *)ch->plane0 +
-				(size_t)slot_off(s) * c->width;
-			if (remap) {
+		if (remap) {
+			for (uint32_t s = 0; s < hwm; s++) {
+				if (!live(t, s))
+					continue;
+				colchunk *ch = col_chunk(c, s);
 				uint32_t code = 0;
 				if (bit_get(ch->valid, slot_off(s)))
-					code = remap[*(const uint32_t *)v];
+					code = remap[((const uint32_t *)
+						      ch->plane0)[slot_off(s)]];
 				put_u32(o, code);
-			} else {
-				out_put(o, v, vw);
 			}
+		} else {
+			put_live(o, t, hwm, plane0_of, c, c->width, vw);
 		}
 		cfree(remap);
 		if (c->has_plane1)
-			for (uint32_t s = 0; s < hwm; s++)
-				if (live(t, s))
-					out_put(o, &col_chunk(c, s)->plane1[slot_off(s)], 8);
+			put_live(o, t, hwm, plane1_of, c, 8, 8);
 		sec_end(o, SEC_COLUMN, id, (uint32_t)i);
 	}
 }
