@@ -333,7 +333,11 @@ int snapshot_fork(cohort_db *db, uint64_t lsn, pid_t *child)
 	if (pid < 0)
 		return seterr(COHORT_EIO, "snapshot: fork: %s", strerror(errno));
 	if (pid == 0) {
-		/* The child: one thread, a frozen copy of the database. */
+		/* The child: one thread, a frozen copy of the database. Its
+		 * copy of the directory lock goes at once, so that if the
+		 * parent dies the directory is free for the next open. */
+		if (db->lock_fd >= 0)
+			close(db->lock_fd);
 		int rc = snapshot_write(db, db->dir, lsn);
 		_exit(rc ? (-rc & 0x7f) : 0);
 	}

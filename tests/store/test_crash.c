@@ -21,6 +21,7 @@
  * end.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -188,9 +189,11 @@ static void *child_writer(void *arg)
 	return NULL;
 }
 
-static void crash_child(const char *dir, int fd, int nthreads, int round)
+static void crash_child(const char *dir, int fd, int nthreads, int round,
+			uint64_t snap_bytes)
 {
 	cohort_options o = opts_of(COHORT_FSYNC_ALWAYS, false);
+	o.snapshot_log_bytes = snap_bytes;
 	cohort_db *db;
 	cohort_table *t;
 	child_arg args[MAXTH];
@@ -243,7 +246,7 @@ static void take_acks(acks *A, const unsigned char *buf, size_t len, int round)
 
 /* Run one round: fork the writer, kill it after delay_ms, collect acks. */
 static void crash_round(const char *dir, int nthreads, int round, int delay_ms,
-			acks *A)
+			uint64_t snap_bytes, acks *A)
 {
 	int fds[2];
 	unsigned char buf[4096];
@@ -255,7 +258,7 @@ static void crash_round(const char *dir, int nthreads, int round, int delay_ms,
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		close(fds[0]);
-		crash_child(dir, fds[1], nthreads, round);
+		crash_child(dir, fds[1], nthreads, round, snap_bytes);
 	}
 	close(fds[1]);
 	int64_t deadline = now_ms() + delay_ms;
@@ -325,8 +328,45 @@ static void crash_check(cohort_db *db, int nthreads, int round, const acks *A,
 	*total = a;
 }
 
-static void crash_test(int nthreads, int rounds, unsigned seed)
+/* Files in dir named snap-*.snap. */
+static int count_snapshots(const char *dir)
 {
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		n += strncmp(e->d_name, "snap-", 5) == 0 && l > 5 &&
+		     strcmp(e->d_name + l - 5, ".snap") == 0;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Open after a kill. A snapshot writer the killed process forked outlives
+ * it and holds the directory's lock until it is done: wait for it (and
+ * count the waits). */
+static cohort_db *open_after_kill(const char *dir, const cohort_options *o,
+				  int *nbusy)
+{
+	int64_t deadline = now_ms() + 5000;
+	cohort_db *db = NULL;
+	int rc;
+	while ((rc = cohort_open(dir, o, &db)) == COHORT_EBUSY &&
+	       now_ms() < deadline) {
+		++*nbusy;
+		usleep(2000);
+	}
+	cr_assert_eq(rc, 0, "open %s after a kill: %s (%s)", dir,
+		     cohort_strerror(rc), cohort_errdetail());
+	return db;
+}
+
+static void crash_test(int nthreads, int rounds, unsigned seed,
+		       uint64_t snap_bytes, int max_delay_ms)
+{
+	int nbusy = 0;
 	char dir[64];
 	cohort_options o = opts_of(COHORT_FSYNC_NONE, false);
 	acks all[MAXROUNDS];
@@ -341,9 +381,9 @@ static void crash_test(int nthreads, int rounds, unsigned seed)
 
 	for (int r = 0; r < rounds; r++) {
 		/* from before the child has opened to well into its writes */
-		int delay = (int)(rand_r(&seed) % 100);
-		crash_round(dir, nthreads, r, delay, &all[r]);
-		db = open_ok(dir, &o);
+		int delay = (int)(rand_r(&seed) % (unsigned)max_delay_ms);
+		crash_round(dir, nthreads, r, delay, snap_bytes, &all[r]);
+		db = open_after_kill(dir, &o, &nbusy);
 		crash_check(db, nthreads, r, &all[r], &total);
 		close_ok(db);
 		for (int th = 0; th < nthreads; th++)
@@ -351,6 +391,10 @@ static void crash_test(int nthreads, int rounds, unsigned seed)
 	}
 	cr_log_info("crash: %d rounds, %d threads: %d acknowledged writes, "
 		    "all found", rounds, nthreads, nacked);
+	if (nbusy)
+		cr_log_warn("crash: reopening after a kill found the directory "
+			    "locked %d times (2 ms apart) by an orphaned "
+			    "snapshot writer", nbusy);
 	cr_assert_gt(nacked, 0, "no write was acknowledged in %d rounds", rounds);
 
 	/* every round's acknowledged writes are still there at the end */
@@ -367,6 +411,9 @@ static void crash_test(int nthreads, int rounds, unsigned seed)
 					     COHORT_ROW_PRESENT, "%s lost", key);
 			}
 	close_ok(db);
+	if (snap_bytes)
+		cr_assert_gt(count_snapshots(dir), 0, "no snapshot was written: "
+			     "the kills never met one");
 	rmrf(dir);
 }
 
@@ -374,12 +421,19 @@ TestSuite(crash, .timeout = 120, .fini = remove_test_dir);
 
 Test(crash, acknowledged_writes_survive_sigkill)
 {
-	crash_test(1, 20, 20240611u);
+	crash_test(1, 20, 20240611u, 0, 100);
 }
 
 Test(crash, group_commit_writers_survive_sigkill)
 {
-	crash_test(4, 12, 777u);
+	crash_test(4, 12, 777u, 0, 100);
+}
+
+Test(crash, acknowledged_writes_survive_sigkill_during_snapshots)
+{
+	/* automatic snapshots every 2 KB of log (checked every 50 ms): kills
+	 * land before, during and after snapshot writes and log rotations */
+	crash_test(2, 14, 4242u, 2048, 160);
 }
 
 /* ---- faults: the Nth write or sync fails -------------------------------- */
