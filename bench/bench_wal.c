@@ -634,24 +634,44 @@ static int snapshot_figures(const bench_ctx *ctx)
 	off_t size;
 	if (snap_file(w.dir, path, sizeof path, &size))
 		goto out;
-	double wgbs, rgbs;
+	double wgbs, rgbs = 0, open_s = 0;
 	if (disk_write(w.dir, size, &wgbs))
 		goto out;
-	bool cold = drop_caches();
-	if (disk_read(path, size, &rgbs))
-		goto out;
-	if (cold)
-		drop_caches();
-	t0 = bench_now();
-	if (db_open(&w, COHORT_FSYNC_NONE, false))
-		goto out;
-	double open_s = bench_now() - t0;
-	cohort_table_info info;
-	if (cohort_table_open(w.db, "wide", &t) < 0 ||
-	    cohort_table_describe(t, &info) < 0 || info.nrows != nrows) {
-		fprintf(stderr, "cohort-bench: restart lost rows\n");
-		goto out;
+	/* The disk's speed drifts here: read and load alternate, each from a
+	 * cold cache, and the figures are the pair with the median ratio. */
+	enum { PAIRS = 3 };
+	double pr[PAIRS], po[PAIRS], ratio_of[PAIRS];
+	bool cold = true;
+	for (int p = 0; p < PAIRS; p++) {
+		cold = drop_caches() && cold;
+		if (disk_read(path, size, &pr[p]))
+			goto out;
+		if (cold)
+			drop_caches();
+		t0 = bench_now();
+		if (db_open(&w, COHORT_FSYNC_NONE, false))
+			goto out;
+		po[p] = bench_now() - t0;
+		cohort_table_info info;
+		if (cohort_table_open(w.db, "wide", &t) < 0 ||
+		    cohort_table_describe(t, &info) < 0 || info.nrows != nrows) {
+			fprintf(stderr, "cohort-bench: restart lost rows\n");
+			goto out;
+		}
+		if (db_close(&w))
+			goto out;
+		ratio_of[p] = (double)size / po[p] / 1e9 / pr[p];
 	}
+	int med = 0;
+	for (int p = 0; p < PAIRS; p++) {
+		int below = 0;
+		for (int q = 0; q < PAIRS; q++)
+			below += ratio_of[q] < ratio_of[p];
+		if (below == PAIRS / 2)
+			med = p;
+	}
+	rgbs = pr[med];
+	open_s = po[med];
 	const char *cache = cold ? "cold page cache" : "warm page cache "
 		"(cannot drop it: not root)";
 	bench_line l = bench_line_make("snapshot_write", (double)size / snap_s / 1e9,
@@ -673,6 +693,7 @@ static int snapshot_figures(const bench_ctx *ctx)
 	bench_report(ctx, &l);
 	double ratio = (double)size / open_s / 1e9 / rgbs;
 	l = bench_line_make("snapshot_load_vs_disk", ratio, "ratio", 1);
+	bench_line_str(&l, "stat", "median of 3 cold read/load pairs");
 	bench_line_str(&l, "target", ">= 0.7");
 	bench_line_bool(&l, "meets_target", ratio >= 0.7);
 	bench_report(ctx, &l);

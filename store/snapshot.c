@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,7 +476,9 @@ static int corrupt(const in *r, size_t at, const char *what)
 		      what, at);
 }
 
-static int next_section(in *r, section *s)
+/* The next section's header (checked); the payload is checked later by
+ * section_verify, possibly on another thread. */
+static int next_header(in *r, section *s)
 {
 	s->at = r->off;
 	if (r->len - r->off < SEC_HEADER)
@@ -492,12 +496,23 @@ static int next_section(in *r, section *s)
 	    r->len - r->off - SEC_HEADER - s->len < 4)
 		return corrupt(r, r->off, "section longer than the file");
 	s->p = h + SEC_HEADER;
+	r->off += SEC_HEADER + s->len + 4;
+	return 0;
+}
+
+static int section_verify(const in *r, const section *s)
+{
 	uint32_t pcrc;
 	memcpy(&pcrc, s->p + s->len, 4);
 	if (crc32c(0, s->p, s->len) != pcrc)
-		return corrupt(r, r->off, "bad section checksum");
-	r->off += SEC_HEADER + s->len + 4;
+		return corrupt(r, s->at, "bad section checksum");
 	return 0;
+}
+
+static int next_section(in *r, section *s)
+{
+	int rc = next_header(r, s);
+	return rc ? rc : section_verify(r, s);
 }
 
 /* bounded reads inside one section */
@@ -685,6 +700,80 @@ static int load_column(cohort_table *t, in *r, const section *s,
 	return 0;
 }
 
+/*
+ * The rows and the columns of one table, on two threads: the key map is
+ * built on this one while a helper checks and copies columns; then this
+ * one joins in. Chunks exist already (table_reserve), so the jobs touch
+ * disjoint memory. Job 0 is the keys and times, job 1 + i column i; the
+ * error reported is the first in job order.
+ */
+typedef struct loadjob {
+	cohort_table *t;
+	const in *r;
+	const section *keys, *times, *cols;
+	int ncols;
+	uint64_t nrows;
+	atomic_int next;
+	int *rcs;
+	char (*msgs)[256];
+} loadjob;
+
+static void *load_worker(void *arg)
+{
+	loadjob *j = arg;
+	for (;;) {
+		int i = atomic_fetch_add(&j->next, 1);
+		if (i > j->ncols)
+			break;
+		int rc;
+		if (i == 0) {
+			rc = section_verify(j->r, j->keys);
+			if (rc == 0)
+				rc = section_verify(j->r, j->times);
+			if (rc == 0)
+				rc = load_rows(j->t, (in *)j->r, j->keys, j->times,
+					       j->nrows);
+		} else {
+			const section *c = &j->cols[i - 1];
+			rc = section_verify(j->r, c);
+			if (rc == 0)
+				rc = load_column(j->t, (in *)j->r, c, j->nrows);
+		}
+		j->rcs[i] = rc;
+		if (rc)
+			snprintf(j->msgs[i], sizeof(j->msgs[i]), "%s",
+				 cohort_errdetail());
+	}
+	return NULL;
+}
+
+static int load_parallel(cohort_table *t, const in *r, const section *keys,
+			 const section *times, const section *cols, int ncols,
+			 uint64_t nrows)
+{
+	loadjob j = { t, r, keys, times, cols, ncols, nrows, 0, NULL, NULL };
+	j.rcs = ccalloc((size_t)ncols + 1, sizeof(int));
+	j.msgs = ccalloc((size_t)ncols + 1, sizeof(*j.msgs));
+	if (!j.rcs || !j.msgs) {
+		cfree(j.rcs);
+		cfree(j.msgs);
+		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
+	}
+	pthread_t helper;
+	bool two = ncols > 0 && nrows >= CHUNK_ROWS &&
+		pthread_create(&helper, NULL, load_worker, &j) == 0;
+	load_worker(&j);
+	if (two)
+		pthread_join(helper, NULL);
+	int rc = 0;
+	for (int i = 0; i <= ncols && rc == 0; i++)
+		if (j.rcs[i])
+			rc = seterr(j.rcs[i], "%s", j.msgs[i]);
+	cfree(j.rcs);
+	cfree(j.msgs);
+	return rc;
+}
+
 /* Map the file read-only: the page cache is used in place, no copy. */
 static int map_file(const char *path, unsigned char **buf, size_t *len)
 {
@@ -750,9 +839,9 @@ int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
 		cohort_table *t = db->tables[ti];
 		uint64_t nrows;
 		memcpy(&nrows, st.p + st.len - 8, 8);
-		rc = next_section(&r, &sk);
+		rc = next_header(&r, &sk);
 		if (rc == 0)
-			rc = next_section(&r, &stm);
+			rc = next_header(&r, &stm);
 		if (rc)
 			break;
 		if (sk.kind != SEC_KEYS || stm.kind != SEC_TIMES ||
@@ -760,19 +849,25 @@ int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
 			rc = corrupt(&r, sk.at, "expected keys and times");
 			break;
 		}
-		rc = load_rows(t, &r, &sk, &stm, nrows);
-		for (int ci = 0; ci < table_ncols(t) && rc == 0; ci++) {
-			section sc;
-			rc = next_section(&r, &sc);
-			if (rc)
-				break;
-			if (sc.kind != SEC_COLUMN || sc.table != ti ||
-			    sc.column != (uint32_t)ci) {
-				rc = corrupt(&r, sc.at, "expected a column section");
-				break;
-			}
-			rc = load_column(t, &r, &sc, nrows);
+		int ncols = table_ncols(t);
+		section *cols = ccalloc(ncols ? (size_t)ncols : 1, sizeof(section));
+		if (!cols) {
+			rc = seterr(COHORT_ENOMEM, "snapshot: out of memory");
+			break;
 		}
+		for (int ci = 0; ci < ncols && rc == 0; ci++) {
+			rc = next_header(&r, &cols[ci]);
+			if (rc == 0 && (cols[ci].kind != SEC_COLUMN ||
+					cols[ci].table != ti ||
+					cols[ci].column != (uint32_t)ci))
+				rc = corrupt(&r, cols[ci].at,
+					     "expected a column section");
+		}
+		if (rc == 0)
+			rc = table_reserve(t, nrows);
+		if (rc == 0)
+			rc = load_parallel(t, &r, &sk, &stm, cols, ncols, nrows);
+		cfree(cols);
 	}
 	if (rc == 0) {
 		section se;

@@ -220,6 +220,8 @@ int key_check(const cohort_table *t, size_t key_len);
 /* Check a column id against the table. */
 int column_check(const cohort_table *t, int column);
 
+/* Chunks for at least nrows slots in every column (bulk loads). */
+int table_reserve(cohort_table *t, uint64_t nrows);
 /* Take a free slot (or a new one, growing the chunks), store the key bytes
  * and mark it live. Called under the key's stripe lock. */
 int table_slot_alloc(cohort_table *t, const void *key, uint32_t key_len,

@@ -352,6 +352,18 @@ const char *table_slot_key(const cohort_table *t, uint32_t slot,
 	return arena_ptr(t, KEYREF_OFF(ref));
 }
 
+int table_reserve(cohort_table *t, uint64_t nrows)
+{
+	int rc = 0;
+	pthread_mutex_lock(&t->alloc_lock);
+	while (rc == 0 && (uint64_t)atomic_load(&t->nchunks) * CHUNK_ROWS < nrows)
+		rc = chunk_add(t);
+	pthread_mutex_unlock(&t->alloc_lock);
+	return rc == COHORT_ENOMEM ?
+		seterr(rc, "table '%s': out of memory for %llu rows", t->name,
+		       (unsigned long long)nrows) : rc;
+}
+
 int table_slot_alloc(cohort_table *t, const void *key, uint32_t key_len,
 		     uint32_t *out)
 {
