@@ -509,9 +509,11 @@ int persist_open(cohort_db *db, const char *dir)
 	uint64_t snap = 0, last = 0;
 	char snap_path[4200];
 	int rc = snapshot_newest(dir, &snap, snap_path, sizeof(snap_path));
+	char lost[sizeof(db->recovery)] = "";
 	if (rc == 0 && snap_path[0]) {
 		uint64_t inner = 0;
-		rc = snapshot_load(db, snap_path, &inner);
+		rc = snapshot_load(db, snap_path, db->opts.salvage, &inner, lost,
+				   sizeof(lost));
 		if (rc == 0 && inner != snap)
 			rc = seterr(COHORT_ECORRUPT, "snapshot %s says LSN %llu",
 				    snap_path, (unsigned long long)inner);
@@ -524,6 +526,11 @@ int persist_open(cohort_db *db, const char *dir)
 		return rc;
 	if (last < snap)
 		last = snap;
+	if (lost[0]) {
+		size_t used = strlen(db->recovery);
+		snprintf(db->recovery + used, sizeof(db->recovery) - used,
+			 "%ssnapshot %s: %s", used ? "; " : "", snap_path, lost);
+	}
 	if (db->recovery[0])
 		fprintf(stderr, "cohort: recovery of %s: %s\n", dir,
 			db->recovery);
@@ -541,7 +548,14 @@ int persist_open(cohort_db *db, const char *dir)
 	if (db->opts.snapshot_log_bytes &&
 	    pthread_create(&db->snap_thread, NULL, auto_snapshots, db) == 0)
 		db->snap_thread_on = true;
-	return 0;
+	/* A salvaged snapshot is replaced at once by one of what was
+	 * recovered, so the next open needs no salvage. */
+	if (lost[0]) {
+		pthread_mutex_lock(&db->snap_lock);
+		rc = snapshot_locked(db);
+		pthread_mutex_unlock(&db->snap_lock);
+	}
+	return rc;
 }
 
 int persist_close(cohort_db *db)

@@ -749,7 +749,8 @@ static void *load_worker(void *arg)
 
 static int load_parallel(cohort_table *t, const in *r, const section *keys,
 			 const section *times, const section *cols, int ncols,
-			 uint64_t nrows)
+			 uint64_t nrows, bool salvage, char *lost,
+			 size_t lost_len)
 {
 	loadjob j = { t, r, keys, times, cols, ncols, nrows, 0, NULL, NULL };
 	j.rcs = ccalloc((size_t)ncols + 1, sizeof(int));
@@ -766,9 +767,24 @@ static int load_parallel(cohort_table *t, const in *r, const section *keys,
 	if (two)
 		pthread_join(helper, NULL);
 	int rc = 0;
-	for (int i = 0; i <= ncols && rc == 0; i++)
-		if (j.rcs[i])
-			rc = seterr(j.rcs[i], "%s", j.msgs[i]);
+	for (int i = 0; i <= ncols && rc == 0; i++) {
+		if (!j.rcs[i])
+			continue;
+		/* salvage: a damaged column reads null, and it is said */
+		if (salvage && i > 0 && j.rcs[i] == COHORT_ECORRUPT) {
+			const tcol *c = t->cols[i - 1];
+			for (uint64_t r0 = 0; r0 < nrows; r0 += CHUNK_ROWS)
+				memset(col_chunk(c, (uint32_t)r0)->valid, 0,
+				       CHUNK_WORDS * 8);
+			size_t used = strlen(lost);
+			snprintf(lost + used, lost_len - used,
+				 "%sLOST: column '%s' of table '%s' reads null "
+				 "(%s)", used ? "; " : "", c->name, t->name,
+				 j.msgs[i]);
+			continue;
+		}
+		rc = seterr(j.rcs[i], "%s", j.msgs[i]);
+	}
 	cfree(j.rcs);
 	cfree(j.msgs);
 	return rc;
@@ -802,8 +818,10 @@ static int map_file(const char *path, unsigned char **buf, size_t *len)
 	return 0;
 }
 
-int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
+int snapshot_load(cohort_db *db, const char *path, bool salvage,
+		  uint64_t *lsn, char *lost, size_t lost_len)
 {
+	lost[0] = 0;
 	unsigned char *buf = NULL;
 	size_t len = 0;
 	int rc = map_file(path, &buf, &len);
@@ -866,7 +884,8 @@ int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn)
 		if (rc == 0)
 			rc = table_reserve(t, nrows);
 		if (rc == 0)
-			rc = load_parallel(t, &r, &sk, &stm, cols, ncols, nrows);
+			rc = load_parallel(t, &r, &sk, &stm, cols, ncols, nrows,
+					   salvage, lost, lost_len);
 		cfree(cols);
 	}
 	if (rc == 0) {

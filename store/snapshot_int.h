@@ -47,8 +47,11 @@ int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn);
 /* Newest snapshot in dir: *lsn = 0 and *path = "" when there is none. */
 int snapshot_newest(const char *dir, uint64_t *lsn, char *path, size_t len);
 /* Load a snapshot into an empty db (no logging). ECORRUPT names the file
- * and offset of a bad section. */
-int snapshot_load(cohort_db *db, const char *path, uint64_t *lsn);
+ * and offset of a bad section. With salvage, a column section whose
+ * contents are damaged loads as all null and lost says so; damage to a
+ * section header, a table's schema or its keys is still ECORRUPT. */
+int snapshot_load(cohort_db *db, const char *path, bool salvage,
+		  uint64_t *lsn, char *lost, size_t lost_len);
 
 /* Remove log segments wholly before first_keep and snapshots older than
  * lsn, then fsync dir. */
