@@ -28,9 +28,6 @@
 #include "wal_int.h"
 
 #define BUF_INITIAL (1u << 20)
-/* how long a flush under ALWAYS may wait for the writers the previous
- * flush released to append again */
-#define GROUP_WAIT_NS 500000
 
 typedef struct walbuf {
 	char *p;
@@ -63,7 +60,6 @@ struct wal {
 	char dir[4096];
 	int error;                 /* sticky: the log has stopped */
 	bool stop, flush_now;
-	uint32_t group_want;       /* records the writer waits for (ALWAYS) */
 	pthread_t thread;
 };
 
@@ -178,33 +174,11 @@ static void *writer(void *arg)
 	wal *w = arg;
 	bool always = w->cfg.fsync == COHORT_FSYNC_ALWAYS;
 	bool sync = w->cfg.fsync != COHORT_FSYNC_NONE;
-	uint32_t last_group = 0, at_end = 0;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		if (always) {
 			while (w->active.len == 0 && !w->stop && !w->flush_now)
 				pthread_cond_wait(&w->data, &w->mu);
-			/* Group commit: the writers the last flush released are
-			 * about to append again; give them a moment (bounded)
-			 * so one sync covers them too. A lone writer never
-			 * waits: its group was 1. */
-			if (last_group > 1 && !w->stop && !w->flush_now) {
-				uint32_t want = at_end + last_group;
-				w->group_want = want;
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				ts.tv_nsec += GROUP_WAIT_NS;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
-				while (w->active.nrec < want && !w->stop &&
-				       !w->flush_now &&
-				       pthread_cond_timedwait(&w->data, &w->mu,
-							      &ts) == 0)
-					;
-				w->group_want = 1;
-			}
 		} else {
 			/* batch for one interval, or until the buffer is half
 			 * full, then write whatever is there */
@@ -229,7 +203,6 @@ static void *writer(void *arg)
 		w->active = tmp;
 		w->active.len = 0;
 		w->active.nrec = 0;
-		last_group = w->flushing.nrec;
 		bool forced = w->flush_now;
 		w->flush_now = false;
 		int err = w->error;
@@ -249,7 +222,6 @@ static void *writer(void *arg)
 		if (!rc && !err)
 			atomic_store(&w->durable_lsn, w->flushing.last_lsn);
 		w->flushing.len = 0;
-		at_end = w->active.nrec;
 		pthread_cond_broadcast(&w->done);
 		atomic_fetch_add(&w->flushes, 1);
 		futex_wake_all(&w->flushes);
@@ -272,7 +244,6 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 	if (w->cfg.interval_ms == 0)
 		w->cfg.interval_ms = 10;
 	w->next_lsn = next_lsn;
-	w->group_want = 1;
 	atomic_store(&w->durable_lsn, next_lsn - 1);
 	snprintf(w->dir, sizeof(w->dir), "%s", dir);
 	snprintf(w->path, sizeof(w->path), "%s/wal-%020" PRIu64 ".log", dir,
@@ -377,10 +348,12 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	w->active.nrec++;
 	w->active.last_lsn = l;
 	w->bytes += need;
-	/* Wake the writer only when it has something to do: the first record
-	 * of a buffer, the group it waits for is complete, or half full. */
-	if ((w->cfg.fsync == COHORT_FSYNC_ALWAYS &&
-	     (w->active.nrec == 1 || w->active.nrec >= w->group_want)) ||
+	/* Wake the writer only when it may be asleep: on the first record of
+	 * a buffer (ALWAYS; while it flushes, it looks again before sleeping)
+	 * or when the buffer is half full. One signal per group, not one per
+	 * record: that is most of what group commit costs on a small
+	 * machine. */
+	if ((w->cfg.fsync == COHORT_FSYNC_ALWAYS && w->active.nrec == 1) ||
 	    w->active.len >= w->active.cap / 2)
 		pthread_cond_signal(&w->data);
 	pthread_mutex_unlock(&w->mu);
