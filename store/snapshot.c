@@ -509,12 +509,6 @@ static int section_verify(const in *r, const section *s)
 	return 0;
 }
 
-static int next_section(in *r, section *s)
-{
-	int rc = next_header(r, s);
-	return rc ? rc : section_verify(r, s);
-}
-
 /* bounded reads inside one section */
 typedef struct cur {
 	const unsigned char *p;
@@ -701,201 +695,305 @@ static int load_column(cohort_table *t, in *r, const section *s,
 }
 
 /*
- * The rows and the columns of one table, on two threads: the key map is
- * built on this one while a helper checks and copies columns; then this
- * one joins in. Chunks exist already (table_reserve), so the jobs touch
- * disjoint memory. Job 0 is the keys and times, job 1 + i column i; the
- * error reported is the first in job order.
+ * Loading is a pipeline of three threads. A reader streams the file into
+ * memory in large sequential reads. This thread walks the section headers
+ * as their bytes arrive, creates each table from its schema section, and
+ * queues jobs: the keys and row times of a table, then each column. A
+ * helper thread (and this one, once the walk is done) takes jobs in order,
+ * waits for the job's bytes to have arrived, checks their checksum and
+ * fills the table's pre-allocated chunks. So the disk, the key map and the
+ * column copies run at the same time. Jobs touch disjoint memory; the error
+ * reported is that of the first failing job in file order.
  */
-typedef struct loadjob {
-	cohort_table *t;
-	const in *r;
-	const section *keys, *times, *cols;
-	int ncols;
-	uint64_t nrows;
-	atomic_int next;
-	int *rcs;
-	char (*msgs)[256];
-} loadjob;
+#define FEED_STEP (8u << 20)
 
-static void *load_worker(void *arg)
+typedef struct feed {
+	int fd;
+	unsigned char *buf;
+	size_t len;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t ready;            /* bytes read so far */
+	int err;                 /* -errno of a failed read */
+} feed;
+
+static void *feed_reader(void *arg)
 {
-	loadjob *j = arg;
-	for (;;) {
-		int i = atomic_fetch_add(&j->next, 1);
-		if (i > j->ncols)
-			break;
-		int rc;
-		if (i == 0) {
-			rc = section_verify(j->r, j->keys);
-			if (rc == 0)
-				rc = section_verify(j->r, j->times);
-			if (rc == 0)
-				rc = load_rows(j->t, (in *)j->r, j->keys, j->times,
-					       j->nrows);
-		} else {
-			const section *c = &j->cols[i - 1];
-			rc = section_verify(j->r, c);
-			if (rc == 0)
-				rc = load_column(j->t, (in *)j->r, c, j->nrows);
-		}
-		j->rcs[i] = rc;
-		if (rc)
-			snprintf(j->msgs[i], sizeof(j->msgs[i]), "%s",
-				 cohort_errdetail());
+	feed *f = arg;
+	size_t off = 0;
+	int err = 0;
+	while (off < f->len && !err) {
+		size_t want = f->len - off < FEED_STEP ? f->len - off : FEED_STEP;
+		ssize_t n = pread(f->fd, f->buf + off, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			err = n < 0 ? -errno : -EIO;
+		else
+			off += (size_t)n;
+		pthread_mutex_lock(&f->mu);
+		f->ready = off;
+		f->err = err;
+		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->mu);
 	}
 	return NULL;
 }
 
-static int load_parallel(cohort_table *t, const in *r, const section *keys,
-			 const section *times, const section *cols, int ncols,
-			 uint64_t nrows, bool salvage, char *lost,
-			 size_t lost_len)
+/* Wait until bytes [0, end) are in memory: 0, or a read error. */
+static int feed_wait(feed *f, const char *path, size_t end)
 {
-	loadjob j = { t, r, keys, times, cols, ncols, nrows, 0, NULL, NULL };
-	j.rcs = ccalloc((size_t)ncols + 1, sizeof(int));
-	j.msgs = ccalloc((size_t)ncols + 1, sizeof(*j.msgs));
-	if (!j.rcs || !j.msgs) {
-		cfree(j.rcs);
-		cfree(j.msgs);
-		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
-	}
-	pthread_t helper;
-	bool two = ncols > 0 && nrows >= CHUNK_ROWS &&
-		pthread_create(&helper, NULL, load_worker, &j) == 0;
-	load_worker(&j);
-	if (two)
-		pthread_join(helper, NULL);
-	int rc = 0;
-	for (int i = 0; i <= ncols && rc == 0; i++) {
-		if (!j.rcs[i])
-			continue;
-		/* salvage: a damaged column reads null, and it is said */
-		if (salvage && i > 0 && j.rcs[i] == COHORT_ECORRUPT) {
-			const tcol *c = t->cols[i - 1];
-			for (uint64_t r0 = 0; r0 < nrows; r0 += CHUNK_ROWS)
-				memset(col_chunk(c, (uint32_t)r0)->valid, 0,
-				       CHUNK_WORDS * 8);
-			size_t used = strlen(lost);
-			snprintf(lost + used, lost_len - used,
-				 "%sLOST: column '%s' of table '%s' reads null "
-				 "(%s)", used ? "; " : "", c->name, t->name,
-				 j.msgs[i]);
-			continue;
+	pthread_mutex_lock(&f->mu);
+	while (f->ready < end && !f->err)
+		pthread_cond_wait(&f->cv, &f->mu);
+	int err = f->ready >= end ? 0 : f->err;
+	pthread_mutex_unlock(&f->mu);
+	return err ? seterr(COHORT_EIO, "cannot read %s: %s", path,
+			    strerror(-err)) : 0;
+}
+
+enum { JOB_ROWS, JOB_COLUMN };
+
+typedef struct loadjob {
+	int kind;
+	cohort_table *t;
+	section a, b;            /* ROWS: keys, times; COLUMN: a */
+	uint64_t nrows;
+	int rc;
+	char msg[256];
+} loadjob;
+
+typedef struct loader {
+	const in *r;
+	feed *f;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	loadjob *jobs;
+	size_t n, cap, next;
+	bool done;               /* no more jobs will come */
+} loader;
+
+static int loader_push(loader *l, const loadjob *j)
+{
+	pthread_mutex_lock(&l->mu);
+	if (l->n == l->cap) {
+		/* workers hold no pointers into the array: indexes only */
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		loadjob *nj = crealloc(l->jobs, cap * sizeof(loadjob));
+		if (!nj) {
+			pthread_mutex_unlock(&l->mu);
+			return seterr(COHORT_ENOMEM, "snapshot: out of memory");
 		}
-		rc = seterr(j.rcs[i], "%s", j.msgs[i]);
+		l->jobs = nj;
+		l->cap = cap;
 	}
-	cfree(j.rcs);
-	cfree(j.msgs);
+	l->jobs[l->n++] = *j;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
+static int run_job(loader *l, loadjob *j)
+{
+	const section *last = j->kind == JOB_ROWS ? &j->b : &j->a;
+	int rc = feed_wait(l->f, l->r->path, last->at + SEC_HEADER + last->len + 4);
+	if (rc == 0)
+		rc = section_verify(l->r, &j->a);
+	if (rc == 0 && j->kind == JOB_ROWS)
+		rc = section_verify(l->r, &j->b);
+	if (rc == 0)
+		rc = j->kind == JOB_ROWS ?
+			load_rows(j->t, (in *)l->r, &j->a, &j->b, j->nrows) :
+			load_column(j->t, (in *)l->r, &j->a, j->nrows);
 	return rc;
 }
 
-/* Map the file read-only: the page cache is used in place, no copy. */
-static int map_file(const char *path, unsigned char **buf, size_t *len)
+static void *load_worker(void *arg)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return seterr(COHORT_EIO, "cannot open %s: %s", path,
-			      strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st)) {
-		close(fd);
-		return seterr(COHORT_EIO, "cannot stat %s", path);
+	loader *l = arg;
+	for (;;) {
+		pthread_mutex_lock(&l->mu);
+		while (l->next == l->n && !l->done)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->next == l->n) {
+			pthread_mutex_unlock(&l->mu);
+			break;
+		}
+		size_t i = l->next++;
+		loadjob j = l->jobs[i];
+		pthread_mutex_unlock(&l->mu);
+		int rc = run_job(l, &j);
+		pthread_mutex_lock(&l->mu);
+		l->jobs[i].rc = rc;
+		if (rc)
+			snprintf(l->jobs[i].msg, sizeof(l->jobs[i].msg), "%s",
+				 cohort_errdetail());
+		pthread_mutex_unlock(&l->mu);
 	}
-	*len = (size_t)st.st_size;
-	if (*len == 0) {
-		close(fd);
-		*buf = NULL;
-		return 0;
+	return NULL;
+}
+
+/* Walk the sections as they arrive, creating tables and queueing jobs. */
+static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables)
+{
+	int rc = 0;
+	for (uint32_t ti = 0; ti < ntables && rc == 0; ti++) {
+		section st, sk, stm;
+		rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		if (rc == 0)
+			rc = next_header(r, &st);
+		if (rc == 0)
+			rc = feed_wait(f, r->path, r->off);
+		if (rc == 0)
+			rc = section_verify(r, &st);
+		if (rc)
+			break;
+		if (st.kind != SEC_TABLE || st.table != ti) {
+			rc = corrupt(r, st.at, "expected a table section");
+			break;
+		}
+		rc = load_table(db, r, &st);
+		if (rc)
+			break;
+		cohort_table *t = db->tables[ti];
+		uint64_t nrows;
+		memcpy(&nrows, st.p + st.len - 8, 8);
+		rc = table_reserve(t, nrows);
+		if (rc == 0)
+			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		if (rc == 0)
+			rc = next_header(r, &sk);
+		if (rc == 0)
+			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		if (rc == 0)
+			rc = next_header(r, &stm);
+		if (rc)
+			break;
+		if (sk.kind != SEC_KEYS || stm.kind != SEC_TIMES ||
+		    sk.table != ti || stm.table != ti) {
+			rc = corrupt(r, sk.at, "expected keys and times");
+			break;
+		}
+		loadjob j = { JOB_ROWS, t, sk, stm, nrows, 0, "" };
+		rc = loader_push(l, &j);
+		for (int ci = 0; ci < table_ncols(t) && rc == 0; ci++) {
+			section sc;
+			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+			if (rc == 0)
+				rc = next_header(r, &sc);
+			if (rc == 0 && (sc.kind != SEC_COLUMN || sc.table != ti ||
+					sc.column != (uint32_t)ci))
+				rc = corrupt(r, sc.at, "expected a column section");
+			if (rc == 0) {
+				loadjob jc = { JOB_COLUMN, t, sc, sc, nrows, 0, "" };
+				rc = loader_push(l, &jc);
+			}
+		}
 	}
-	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		return seterr(COHORT_EIO, "cannot map %s: %s", path,
-			      strerror(errno));
-	madvise(p, *len, MADV_SEQUENTIAL);
-	*buf = p;
-	return 0;
+	if (rc == 0) {
+		section se;
+		rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		if (rc == 0)
+			rc = next_header(r, &se);
+		if (rc == 0)
+			rc = feed_wait(f, r->path, r->off);
+		if (rc == 0)
+			rc = section_verify(r, &se);
+		if (rc == 0 && (se.kind != SEC_END || r->off != r->len))
+			rc = corrupt(r, se.at, "bad end of snapshot");
+	}
+	return rc;
 }
 
 int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		  uint64_t *lsn, char *lost, size_t lost_len)
 {
 	lost[0] = 0;
-	unsigned char *buf = NULL;
-	size_t len = 0;
-	int rc = map_file(path, &buf, &len);
-	if (rc)
-		return rc;
-	in r = { buf, len, 0, path };
-	uint32_t version, ntables, hcrc;
-	if (len < 28 || !buf || memcmp(buf, SNAP_MAGIC, 8)) {
-		rc = corrupt(&r, 0, "not a cohort snapshot");
-		goto done;
+	feed f = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
+	if (f.fd < 0)
+		return seterr(COHORT_EIO, "cannot open %s: %s", path,
+			      strerror(errno));
+	struct stat st;
+	if (fstat(f.fd, &st)) {
+		close(f.fd);
+		return seterr(COHORT_EIO, "cannot stat %s", path);
 	}
-	memcpy(&version, buf + 8, 4);
-	memcpy(&ntables, buf + 12, 4);
-	memcpy(lsn, buf + 16, 8);
-	memcpy(&hcrc, buf + 24, 4);
-	if (crc32c(0, buf, 24) != hcrc || version != SNAP_VERSION) {
-		rc = corrupt(&r, 0, "bad header");
-		goto done;
+	f.len = (size_t)st.st_size;
+	f.buf = cmalloc(f.len ? f.len : 1);
+	if (!f.buf) {
+		close(f.fd);
+		return seterr(COHORT_ENOMEM, "snapshot: out of memory for %s",
+			      path);
+	}
+	posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	pthread_mutex_init(&f.mu, NULL);
+	pthread_cond_init(&f.cv, NULL);
+	loader l = { .f = &f };
+	pthread_mutex_init(&l.mu, NULL);
+	pthread_cond_init(&l.cv, NULL);
+	in r = { f.buf, f.len, 0, path };
+	l.r = &r;
+	pthread_t reader, helper;
+	bool reading = pthread_create(&reader, NULL, feed_reader, &f) == 0;
+	if (!reading)
+		feed_reader(&f);
+	bool helping = pthread_create(&helper, NULL, load_worker, &l) == 0;
+
+	uint32_t version = 0, ntables = 0, hcrc = 0;
+	int rc = feed_wait(&f, path, f.len < 28 ? f.len : 28);
+	if (rc == 0 && (f.len < 28 || memcmp(f.buf, SNAP_MAGIC, 8)))
+		rc = corrupt(&r, 0, "not a cohort snapshot");
+	if (rc == 0) {
+		memcpy(&version, f.buf + 8, 4);
+		memcpy(&ntables, f.buf + 12, 4);
+		memcpy(lsn, f.buf + 16, 8);
+		memcpy(&hcrc, f.buf + 24, 4);
+		if (crc32c(0, f.buf, 24) != hcrc || version != SNAP_VERSION)
+			rc = corrupt(&r, 0, "bad header");
 	}
 	r.off = 28;
-	for (uint32_t ti = 0; ti < ntables && rc == 0; ti++) {
-		section st, sk, stm;
-		rc = next_section(&r, &st);
-		if (rc)
+	if (rc == 0)
+		rc = discover(db, &r, &f, &l, ntables);
+	pthread_mutex_lock(&l.mu);
+	l.done = true;
+	pthread_cond_broadcast(&l.cv);
+	pthread_mutex_unlock(&l.mu);
+	load_worker(&l);              /* this thread joins in */
+	if (helping)
+		pthread_join(helper, NULL);
+	if (reading)
+		pthread_join(reader, NULL);
+
+	/* the first failing job in file order, before a discovery error that
+	 * comes later in the file */
+	for (size_t i = 0; i < l.n; i++) {
+		loadjob *j = &l.jobs[i];
+		if (!j->rc)
+			continue;
+		if (rc && j->a.at > r.off)
 			break;
-		if (st.kind != SEC_TABLE || st.table != ti) {
-			rc = corrupt(&r, st.at, "expected a table section");
-			break;
+		if (salvage && j->kind == JOB_COLUMN && j->rc == COHORT_ECORRUPT) {
+			/* salvage: a damaged column reads null, and it is said */
+			const tcol *c = j->t->cols[j->a.column];
+			for (uint64_t r0 = 0; r0 < j->nrows; r0 += CHUNK_ROWS)
+				memset(col_chunk(c, (uint32_t)r0)->valid, 0,
+				       CHUNK_WORDS * 8);
+			size_t used = strlen(lost);
+			snprintf(lost + used, lost_len - used,
+				 "%sLOST: column '%s' of table '%s' reads null "
+				 "(%s)", used ? "; " : "", c->name, j->t->name,
+				 j->msg);
+			continue;
 		}
-		rc = load_table(db, &r, &st);
-		if (rc)
-			break;
-		cohort_table *t = db->tables[ti];
-		uint64_t nrows;
-		memcpy(&nrows, st.p + st.len - 8, 8);
-		rc = next_header(&r, &sk);
-		if (rc == 0)
-			rc = next_header(&r, &stm);
-		if (rc)
-			break;
-		if (sk.kind != SEC_KEYS || stm.kind != SEC_TIMES ||
-		    sk.table != ti || stm.table != ti) {
-			rc = corrupt(&r, sk.at, "expected keys and times");
-			break;
-		}
-		int ncols = table_ncols(t);
-		section *cols = ccalloc(ncols ? (size_t)ncols : 1, sizeof(section));
-		if (!cols) {
-			rc = seterr(COHORT_ENOMEM, "snapshot: out of memory");
-			break;
-		}
-		for (int ci = 0; ci < ncols && rc == 0; ci++) {
-			rc = next_header(&r, &cols[ci]);
-			if (rc == 0 && (cols[ci].kind != SEC_COLUMN ||
-					cols[ci].table != ti ||
-					cols[ci].column != (uint32_t)ci))
-				rc = corrupt(&r, cols[ci].at,
-					     "expected a column section");
-		}
-		if (rc == 0)
-			rc = table_reserve(t, nrows);
-		if (rc == 0)
-			rc = load_parallel(t, &r, &sk, &stm, cols, ncols, nrows,
-					   salvage, lost, lost_len);
-		cfree(cols);
+		rc = seterr(j->rc, "%s", j->msg);
+		break;
 	}
-	if (rc == 0) {
-		section se;
-		rc = next_section(&r, &se);
-		if (rc == 0 && (se.kind != SEC_END || r.off != len))
-			rc = corrupt(&r, se.at, "bad end of snapshot");
-	}
-done:
-	if (buf)
-		munmap(buf, len);
+	cfree(l.jobs);
+	pthread_mutex_destroy(&l.mu);
+	pthread_cond_destroy(&l.cv);
+	pthread_mutex_destroy(&f.mu);
+	pthread_cond_destroy(&f.cv);
+	cfree(f.buf);
+	close(f.fd);
 	return rc;
 }
