@@ -198,6 +198,11 @@ void bench_line_num(bench_line *l, const char *key, double num);
 void bench_line_str(bench_line *l, const char *key, const char *str);
 void bench_line_bool(bench_line *l, const char *key, bool b);
 
+/* cohort-bench --open-probe DIR: open the database in DIR, print the
+ * seconds it took on stdout, close; exit status 0 when it worked. Run as a
+ * fresh process, it is what a restart costs. (bench_wal.c) */
+int bench_open_probe(const char *dir);
+
 /* Print one figure of ctx->suite. */
 void bench_report(const bench_ctx *ctx, const bench_line *l);
 

@@ -556,6 +556,10 @@ int main(int argc, char **argv)
 	const char *name = NULL;
 
 	memset(&ctx, 0, sizeof ctx);
+	/* internal: a fresh process that opens a database and prints how
+	 * long that took (the wal suite's restart figure) */
+	if (argc == 3 && strcmp(argv[1], "--open-probe") == 0)
+		return bench_open_probe(argv[2]);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
