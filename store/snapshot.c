@@ -709,6 +709,8 @@ static int load_column(cohort_table *t, in *r, const section *s,
 
 typedef struct feed {
 	int fd;
+	bool direct;             /* O_DIRECT: straight from the disk */
+	const char *path;
 	unsigned char *buf;
 	size_t len;
 	pthread_mutex_t mu;
@@ -723,14 +725,29 @@ static void *feed_reader(void *arg)
 	size_t off = 0;
 	int err = 0;
 	while (off < f->len && !err) {
-		size_t want = f->len - off < FEED_STEP ? f->len - off : FEED_STEP;
+		/* whole pages, for O_DIRECT: the buffer is padded to a page */
+		size_t want = f->len - off < FEED_STEP ?
+			((f->len - off + 4095) & ~(size_t)4095) : FEED_STEP;
 		ssize_t n = pread(f->fd, f->buf + off, want, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EINVAL && f->direct) {
+			/* the file system refuses O_DIRECT: read through the
+			 * page cache instead */
+			int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				close(f->fd);
+				f->fd = fd;
+				f->direct = false;
+				continue;
+			}
+		}
 		if (n <= 0)
 			err = n < 0 ? -errno : -EIO;
 		else
 			off += (size_t)n;
+		if (off > f->len)
+			off = f->len;
 		pthread_mutex_lock(&f->mu);
 		f->ready = off;
 		f->err = err;
@@ -909,7 +926,14 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		  uint64_t *lsn, char *lost, size_t lost_len)
 {
 	lost[0] = 0;
-	feed f = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
+	/* O_DIRECT: the file is read once, so it need not pass through (and
+	 * be copied out of) the page cache */
+	feed f = { .fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT),
+		   .direct = true, .path = path };
+	if (f.fd < 0) {
+		f.fd = open(path, O_RDONLY | O_CLOEXEC);
+		f.direct = false;
+	}
 	if (f.fd < 0)
 		return seterr(COHORT_EIO, "cannot open %s: %s", path,
 			      strerror(errno));
@@ -919,7 +943,7 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		return seterr(COHORT_EIO, "cannot stat %s", path);
 	}
 	f.len = (size_t)st.st_size;
-	f.buf = cmalloc(f.len ? f.len : 1);
+	f.buf = caligned(4096, (f.len + 4095) & ~(size_t)4095);
 	if (!f.buf) {
 		close(f.fd);
 		return seterr(COHORT_ENOMEM, "snapshot: out of memory for %s",
