@@ -12,9 +12,9 @@
  * Group commit: appenders copy their record into an in-memory buffer under
  * the log mutex and get its LSN; one writer thread takes the whole buffer
  * (double-buffered, so appends continue meanwhile) and writes it with one
- * write and one fdatasync: through io_uring with the sync linked behind
- * the write (IOSQE_IO_LINK, so it never overtakes it), or with pwrite +
- * fdatasync where io_uring cannot be set up. Short writes continue, EINTR
+ * write and one fdatasync: the write through io_uring, the sync once the
+ * write has completed (so it never overtakes it), or pwrite + fdatasync
+ * where io_uring cannot be set up. Short writes continue, EINTR
  * and EAGAIN retry. Under COHORT_FSYNC_ALWAYS the buffer is flushed as soon
  * as it holds anything and wal_sync() waits for the LSN to be durable; under
  * INTERVAL it is flushed and synced every interval; under NONE it is written
