@@ -125,13 +125,9 @@ static void place(uint64_t *entries, uint32_t cap, uint64_t e)
 	entries[i] = e;
 }
 
-int keymap_reserve(cohort_table *t, stripe *s, uint32_t n)
+/* Move the stripe's entries into a table of cap entries. */
+static int rehash(cohort_table *t, stripe *s, uint32_t cap)
 {
-	uint32_t cap = s->cap;
-	while ((uint64_t)n * MAX_LOAD_DEN > (uint64_t)cap * MAX_LOAD_NUM)
-		cap = next_cap(cap);
-	if (cap == s->cap)
-		return 0;
 	uint64_t *e = ccalloc_acct(cap, sizeof(uint64_t), &t->mem);
 	if (!e)
 		return seterr(COHORT_ENOMEM, "key map of table '%s': out of "
@@ -145,22 +141,21 @@ int keymap_reserve(cohort_table *t, stripe *s, uint32_t n)
 	return 0;
 }
 
+int keymap_reserve(cohort_table *t, stripe *s, uint32_t n)
+{
+	uint32_t cap = s->cap;
+	while ((uint64_t)n * MAX_LOAD_DEN > (uint64_t)cap * MAX_LOAD_NUM)
+		cap = next_cap(cap);
+	return cap == s->cap ? 0 : rehash(t, s, cap);
+}
+
 int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot)
 {
 	if ((uint64_t)(s->count + 1) * MAX_LOAD_DEN >
 	    (uint64_t)s->cap * MAX_LOAD_NUM) {
-		uint32_t cap = next_cap(s->cap);
-		uint64_t *e = ccalloc_acct(cap, sizeof(uint64_t), &t->mem);
-		if (!e)
-			return seterr(COHORT_ENOMEM, "key map of table '%s': "
-				      "out of memory growing to %u entries",
-				      t->name, cap);
-		for (uint32_t i = 0; i < s->cap; i++)
-			if (s->entries[i])
-				place(e, cap, s->entries[i]);
-		cfree_acct(s->entries, &t->mem);
-		s->entries = e;
-		s->cap = cap;
+		int rc = rehash(t, s, next_cap(s->cap));
+		if (rc)
+			return rc;
 	}
 	place(s->entries, s->cap, ((hash & 0xffffffffu) << 32) | (slot + 1u));
 	s->count++;
