@@ -37,43 +37,22 @@
 #include <unistd.h>
 
 #include "cohort.h"
+#include "tmpdir.h"
 #include "io_int.h"
 
 #define T0 1700000000000LL
 
 /* ---- directories ---------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void rmrf(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* The test's directory, also removed by the suites' fini when an assertion
- * ends the test early. */
-static char test_dir[64];
-
 static void make_tmpdir(char *dir, size_t len)
 {
-	snprintf(dir, len, "/tmp/cohort-crash-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-	snprintf(test_dir, sizeof test_dir, "%s", dir);
+	tmpdir_make(dir, len, "crash");
 }
 
 static void remove_test_dir(void)
 {
 	io_fault_reset();
-	if (test_dir[0])
-		rmrf(test_dir);
-	test_dir[0] = 0;
+	tmpdir_remove();
 }
 
 /* ---- opening ------------------------------------------------------------ */

@@ -15,35 +15,18 @@
 #include <unistd.h>
 
 #include "cohort.h"
+#include "tmpdir.h"
 
 static char dir[64];
 
-static void rm_dir(const char *d)
-{
-	DIR *dd = opendir(d);
-	if (!dd)
-		return;
-	struct dirent *e;
-	char path[512];
-	while ((e = readdir(dd)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", d, e->d_name);
-		unlink(path);
-	}
-	closedir(dd);
-	rmdir(d);
-}
-
 static void setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/cohort-snap-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	tmpdir_make(dir, sizeof(dir), "snap");
 }
 
 static void teardown(void)
 {
-	rm_dir(dir);
+	tmpdir_remove();
 }
 
 static cohort_db *open_db(void)

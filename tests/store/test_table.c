@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cohort.h"
+#include "tmpdir.h"
 
 #define T0 1700000000000LL
 
@@ -71,10 +72,10 @@ Test(db, close_null_is_a_noop)
 	cr_assert_eq(cohort_close(NULL), 0);
 }
 
-Test(db, directory_is_locked_against_a_second_open)
+Test(db, directory_is_locked_against_a_second_open, .fini = tmpdir_remove)
 {
-	char dir[] = "/tmp/cohort-test-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[64];
+	tmpdir_make(dir, sizeof(dir), "lock");
 	cohort_db *d = NULL, *d2 = NULL;
 	cr_assert_eq(cohort_open(dir, NULL, &d), 0, "%s", cohort_errdetail());
 	cr_assert_eq(cohort_open(dir, NULL, &d2), COHORT_EBUSY);
