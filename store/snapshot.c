@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -331,6 +333,7 @@ int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn)
 
 int snapshot_fork(cohort_db *db, uint64_t lsn, pid_t *child)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0)
 		return seterr(COHORT_EIO, "snapshot: fork: %s", strerror(errno));
@@ -340,6 +343,12 @@ int snapshot_fork(cohort_db *db, uint64_t lsn, pid_t *child)
 		 * parent dies the directory is free for the next open. */
 		if (db->lock_fd >= 0)
 			close(db->lock_fd);
+		/* A snapshot outliving its database could race with the next
+		 * process's own snapshot of the same LSN: die with the parent
+		 * (its temp file is removed by the next prune). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		int rc = snapshot_write(db, db->dir, lsn);
 		_exit(rc ? (-rc & 0x7f) : 0);
 	}
@@ -438,11 +447,15 @@ int snapshot_prune(const char *dir, uint64_t lsn)
 		}
 	}
 	closedir(d);
+	/* oldest first, so that a crash in the middle leaves no hole */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && firsts[j - 1] > firsts[j]; j--) {
+			uint64_t tmp = firsts[j];
+			firsts[j] = firsts[j - 1];
+			firsts[j - 1] = tmp;
+		}
 	for (size_t i = 0; i < n; i++) {
-		uint64_t next = UINT64_MAX;
-		for (size_t j = 0; j < n; j++)
-			if (firsts[j] > firsts[i] && firsts[j] < next)
-				next = firsts[j];
+		uint64_t next = i + 1 < n ? firsts[i + 1] : UINT64_MAX;
 		if (next != UINT64_MAX && next <= lsn + 1) {
 			snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log",
 				 dir, firsts[i]);

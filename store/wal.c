@@ -641,6 +641,12 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 	uint64_t prev = 0;          /* LSN of the last record seen */
 	bool stopped = false;
 	for (size_t s = 0; s < nseg && rc == 0 && !stopped; s++) {
+		/* A segment whose successor starts at or before after + 1 holds
+		 * only records the snapshot has: not read (a prune that a
+		 * crash interrupted may have left it, or left a hole before
+		 * it). */
+		if (s + 1 < nseg && segs[s + 1].first <= after + 1)
+			continue;
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/%s", dir, segs[s].name);
 		unsigned char *p;
@@ -656,8 +662,13 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 			uint32_t n;
 			uint64_t lsn;
 			bool ok = record_ok(p, len, off, &n, &lsn);
-			if (ok && prev && lsn != prev + 1)
-				ok = false;    /* a gap or a repeat is damage */
+			/* past the snapshot, a gap or a repeat is damage; the
+			 * first record past it must be after + 1 */
+			if (ok && lsn > after &&
+			    lsn != (prev > after ? prev + 1 : after + 1))
+				ok = false;
+			if (ok && lsn <= after && prev > after)
+				ok = false;
 			if (!ok) {
 				bool last = s + 1 == nseg;
 				bool torn = last &&
