@@ -18,7 +18,8 @@ CC := gcc
 endif
 
 # Packages the build needs on Debian 12; `make` installs the missing ones.
-PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config
+PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config \
+	python3-faiss python3-numpy
 DEPS_STAMP := build/.deps-ok
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -49,9 +50,9 @@ Q := @
 endif
 
 # ---- sources -------------------------------------------------------------
-INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c
+INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c index/dist.c index/kmeans.c
 # Kernel families: one simde source each, compiled once per SIMD target.
-KERNELS   := index/cmp_kern.c
+KERNELS   := index/cmp_kern.c index/dist_kern.c
 SIMD_TARGETS := scalar sse4 avx2 avx512
 FLAGS_scalar := -DKERN_SCALAR=1
 FLAGS_sse4   := -msse4.1

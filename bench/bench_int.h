@@ -29,7 +29,8 @@
  * one line here. */
 #define BENCH_SUITES(X)                                                       \
 	X(store, "get, get_many, put, event, filter scan, memory per row")   \
-	X(wal, "events/s under each fsync policy, group commit, fdatasync")
+	X(wal, "events/s under each fsync policy, group commit, fdatasync") \
+	X(persona, "nearest-centroid assignment vs the multiply-add peak")
 
 typedef struct bench_ctx {
 	bool json;               /* --json: one JSON object per line */
