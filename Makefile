@@ -19,7 +19,7 @@ endif
 
 # Packages the build needs on Debian 12; `make` installs the missing ones.
 PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config \
-	python3-faiss python3-numpy
+	python3-faiss python3-numpy libopenblas0-pthread
 DEPS_STAMP := build/.deps-ok
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -252,93 +252,127 @@ static uint32_t repair_empty(float *centroids, uint64_t *count, size_t k,
 /* ------------------------------------------------------------------------
  * k-means++ seeding on a sample
  * ------------------------------------------------------------------------ */
-static int seed_plusplus(const float *x, size_t n, size_t dim, size_t stride,
-			 size_t k, size_t m, uint64_t *rng, float *centroids)
+#define MAX_TRIALS 16
+
+typedef struct seed_ctx {
+	const float *sample;
+	size_t dim;
+	const float *cand[MAX_TRIALS];
+	size_t ntrials;
+	float *d;                /* ntrials x m distances */
+	size_t m;
+	const double *dmin;
+	double pot[NPARTS][MAX_TRIALS];
+} seed_ctx;
+
+/* Distances of this part's sample points to every candidate, and each
+ * candidate's share of the new potential sum(min(dmin, d)). */
+static void seed_part(void *arg, int part, size_t lo, size_t hi)
 {
+	seed_ctx *c = arg;
+	const dist_kernels *K = dist_get();
+	for (size_t t = 0; t < c->ntrials; t++) {
+		float *d = c->d + t * c->m;
+		K->l2sq_many(c->cand[t], c->sample + lo * c->dim, c->dim, hi - lo,
+			     c->dim, d + lo);
+		double pot = 0;
+		for (size_t i = lo; i < hi; i++)
+			pot += d[i] < c->dmin[i] ? d[i] : c->dmin[i];
+		c->pot[part][t] = pot;
+	}
+}
+
+/* Index of the point where the running sum of w passes target: binary
+ * search over the prefix sums. */
+static size_t pick_weighted(const double *prefix, size_t m, double target)
+{
+	size_t lo = 0, hi = m - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (prefix[mid] > target)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+static int seed_plusplus(const float *x, size_t n, size_t dim, size_t stride,
+			 size_t k, size_t m, uint32_t threads, uint64_t *rng,
+			 float *centroids)
+{
+	size_t trials = 2 + (size_t)log((double)k);
+	if (trials > MAX_TRIALS)
+		trials = MAX_TRIALS;
 	/* the sample: m distinct points, by a partial Fisher-Yates shuffle */
 	uint32_t *idx = cmalloc(n * sizeof(uint32_t));
 	double *dmin = cmalloc(m * sizeof(double));
-	float *d = cmalloc(m * sizeof(float));
+	double *prefix = cmalloc(m * sizeof(double));
+	float *d = cmalloc(trials * m * sizeof(float));
 	float *sample = cmalloc(m * dim * sizeof(float));
-	if (!idx || !dmin || !d || !sample) {
-		cfree(idx);
-		cfree(dmin);
-		cfree(d);
-		cfree(sample);
-		return -ENOMEM;
+	int rc = idx && dmin && prefix && d && sample ? 0 : -ENOMEM;
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			idx[i] = (uint32_t)i;
+		for (size_t i = 0; i < m; i++) {
+			size_t j = i + rnd_below(rng, n - i);
+			uint32_t t = idx[i];
+			idx[i] = idx[j];
+			idx[j] = t;
+			memcpy(sample + i * dim, x + (size_t)idx[i] * stride,
+			       dim * sizeof(float));
+		}
+		for (size_t i = 0; i < m; i++)
+			dmin[i] = INFINITY;
 	}
-	for (size_t i = 0; i < n; i++)
-		idx[i] = (uint32_t)i;
-	for (size_t i = 0; i < m; i++) {
-		size_t j = i + rnd_below(rng, n - i);
-		uint32_t t = idx[i];
-		idx[i] = idx[j];
-		idx[j] = t;
-		memcpy(sample + i * dim, x + (size_t)idx[i] * stride,
-		       dim * sizeof(float));
-	}
-	const dist_kernels *K = dist_get();
-	size_t first = rnd_below(rng, m);
-	memcpy(centroids, sample + first * dim, dim * sizeof(float));
-	K->l2sq_many(centroids, sample, dim, m, dim, d);
-	double total = 0;
-	for (size_t i = 0; i < m; i++)
-		total += dmin[i] = d[i];
-	/* Greedy k-means++ (as scikit-learn does): each step draws a few
+	/*
+	 * Greedy k-means++ (as scikit-learn does): each step draws a few
 	 * candidates by D^2 sampling and keeps the one that lowers the
-	 * potential most, which avoids most of plain k-means++'s bad seeds. */
-	size_t trials = 2 + (size_t)log((double)k);
-	float *best = cmalloc(m * sizeof(float));
-	if (!best) {
-		cfree(idx);
-		cfree(dmin);
-		cfree(d);
-		cfree(sample);
-		return -ENOMEM;
-	}
-	for (size_t c = 1; c < k; c++) {
+	 * potential most, which avoids most of plain k-means++'s bad seeds.
+	 * The candidates' distances are computed in parallel; the draws and
+	 * the sums stay in a fixed order, so the result does not depend on
+	 * the threads.
+	 */
+	seed_ctx c = { .sample = sample, .dim = dim, .d = d, .m = m,
+		       .dmin = dmin };
+	for (size_t step = 0; step < k && rc == 0; step++) {
+		double total = step ? prefix[m - 1] : 0;
+		size_t picks[MAX_TRIALS];
+		c.ntrials = step ? trials : 1;
+		for (size_t t = 0; t < c.ntrials; t++) {
+			picks[t] = step && total > 0 ?
+				pick_weighted(prefix, m, rnd_unit(rng) * total) :
+				rnd_below(rng, m);
+			c.cand[t] = sample + picks[t] * dim;
+		}
+		parallel(threads, m, seed_part, &c);
+		size_t best = 0;
 		double best_pot = INFINITY;
-		size_t best_pick = 0;
-		for (size_t t = 0; t < trials; t++) {
-			/* D^2 sampling: a point with probability dmin / total */
-			size_t pick = m - 1;
-			if (total > 0) {
-				double target = rnd_unit(rng) * total, acc = 0;
-				for (size_t i = 0; i < m; i++) {
-					acc += dmin[i];
-					if (acc > target) {
-						pick = i;
-						break;
-					}
-				}
-			} else {
-				pick = rnd_below(rng, m);
-			}
-			K->l2sq_many(sample + pick * dim, sample, dim, m, dim, d);
+		for (size_t t = 0; t < c.ntrials; t++) {
 			double pot = 0;
-			for (size_t i = 0; i < m; i++)
-				pot += d[i] < dmin[i] ? d[i] : dmin[i];
+			for (int p = 0; p < NPARTS; p++)
+				pot += c.pot[p][t];
 			if (pot < best_pot) {
 				best_pot = pot;
-				best_pick = pick;
-				memcpy(best, d, m * sizeof(float));
+				best = t;
 			}
 		}
-		memcpy(centroids + c * dim, sample + best_pick * dim,
-		       dim * sizeof(float));
-		total = 0;
+		memcpy(centroids + step * dim, c.cand[best], dim * sizeof(float));
+		const float *db = d + best * m;
+		double acc = 0;
 		for (size_t i = 0; i < m; i++) {
-			if (best[i] < dmin[i])
-				dmin[i] = best[i];
-			total += dmin[i];
+			if (db[i] < dmin[i])
+				dmin[i] = db[i];
+			acc += dmin[i];
+			prefix[i] = acc;
 		}
 	}
-	cfree(best);
 	cfree(idx);
 	cfree(dmin);
+	cfree(prefix);
 	cfree(d);
 	cfree(sample);
-	return 0;
+	return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -441,13 +475,17 @@ int kmeans_train(const float *x, size_t n, size_t dim, size_t stride,
 	uint32_t iters = o.iters ? o.iters : 20;
 	uint32_t threads = thread_count(o.threads);
 	uint64_t rng = o.seed ^ 0x5eed5eed5eed5eedull;
-	size_t m = o.seed_sample ? o.seed_sample : 64 * k;
+	/* 32 points per centroid (at least 16 K) is enough for the seeds to
+	 * cover the data; the seeding costs m x k x trials distances */
+	size_t m = o.seed_sample ? o.seed_sample :
+		32 * k > 16384 ? 32 * k : 16384;
 	if (m > n)
 		m = n;
 	if (m < k)
 		m = k;
 	kmeans_stats st = { 0 };
-	int rc = seed_plusplus(x, n, dim, stride, k, m, &rng, centroids);
+	int rc = seed_plusplus(x, n, dim, stride, k, m, threads, &rng,
+			       centroids);
 	uint32_t *lab = labels ? labels : cmalloc(n * sizeof(uint32_t));
 	if (rc == 0 && !lab)
 		rc = -ENOMEM;

@@ -19,7 +19,7 @@ typedef struct kmeans_opts {
 	uint64_t seed;
 	uint32_t threads;        /* 0: all online cores */
 	size_t seed_sample;      /* k-means++ runs on at most this many points,
-	                            drawn at random; 0: min(n, 64 * k) */
+	                            drawn at random; 0: min(n, max(32 k, 16 K)) */
 	size_t batch;            /* > 0: mini-batch k-means with batches of
 	                            this size, else full Lloyd */
 } kmeans_opts;
