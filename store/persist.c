@@ -575,7 +575,7 @@ int persist_close(cohort_db *db)
 	if (db->wal)
 		rc = wal_close(db->wal);
 	db->wal = NULL;
-	if (db->lock_fd > 0)
+	if (db->lock_fd >= 0)
 		close(db->lock_fd);
 	db->lock_fd = -1;
 	cfree(db->dir);
