@@ -157,8 +157,20 @@ int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot)
 		if (rc)
 			return rc;
 	}
-	place(s->entries, s->cap, ((hash & 0xffffffffu) << 32) | (slot + 1u));
+	place(s->entries, s->cap, keymap_entry(hash, slot));
 	s->count++;
+	return 0;
+}
+
+int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
+			  size_t n)
+{
+	int rc = keymap_reserve(t, s, s->count + (uint32_t)n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		place(s->entries, s->cap, e[i]);
+	s->count += (uint32_t)n;
 	return 0;
 }
 

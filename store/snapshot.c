@@ -606,10 +606,10 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 	}
 	/* Pass 1, in row order: slots, keys, times, and each key's hash. */
 	uint64_t *hashes = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
-	uint32_t *order = cmalloc((nrows ? nrows : 1) * sizeof(uint32_t));
-	if (!hashes || !order) {
+	uint64_t *sorted = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
+	if (!hashes || !sorted) {
 		cfree(hashes);
-		cfree(order);
+		cfree(sorted);
 		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
 	}
 	int rc = 0;
@@ -632,21 +632,24 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 			hashes[i] = key_hash(key, len);
 		}
 	}
-	/* Pass 2, stripe by stripe (a counting sort on the stripe bits), so
-	 * each stripe's table is in cache while it fills. */
+	/* Pass 2: the key map entries sorted by stripe (a counting sort on
+	 * the stripe bits), then each stripe filled from a sequential run,
+	 * its table in cache while it fills. */
 	uint32_t start[NSTRIPES + 1] = { 0 };
 	for (uint64_t i = 0; i < nrows && rc == 0; i++)
 		start[(hashes[i] >> 56) + 1]++;
 	for (int b = 0; b < NSTRIPES; b++)
 		start[b + 1] += start[b];
+	uint32_t fill[NSTRIPES];
+	memcpy(fill, start, sizeof(fill));
 	for (uint64_t i = 0; i < nrows && rc == 0; i++)
-		order[start[hashes[i] >> 56]++] = (uint32_t)i;
-	for (uint64_t n = 0; n < nrows && rc == 0; n++) {
-		uint32_t i = order[n];
-		rc = keymap_insert(t, stripe_of(t, hashes[i]), hashes[i], i);
-	}
+		sorted[fill[hashes[i] >> 56]++] = keymap_entry(hashes[i],
+							       (uint32_t)i);
+	for (int b = 0; b < NSTRIPES && rc == 0; b++)
+		rc = keymap_insert_entries(t, &t->stripes[b], sorted + start[b],
+					   start[b + 1] - start[b]);
 	cfree(hashes);
-	cfree(order);
+	cfree(sorted);
 	if (rc)
 		return rc;
 	if (k.off != k.len)
@@ -970,11 +973,16 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 	pthread_cond_init(&l.cv, NULL);
 	in r = { f.buf, f.len, 0, path };
 	l.r = &r;
-	pthread_t reader, helper;
+	pthread_t reader, helper[2];
 	bool reading = pthread_create(&reader, NULL, feed_reader, &f) == 0;
 	if (!reading)
 		feed_reader(&f);
-	bool helping = pthread_create(&helper, NULL, load_worker, &l) == 0;
+	/* two workers: this thread mostly waits for bytes while it walks the
+	 * headers, and the keys job alone must not hold up the columns */
+	int helping = 0;
+	while (helping < 2 &&
+	       pthread_create(&helper[helping], NULL, load_worker, &l) == 0)
+		helping++;
 
 	uint32_t version = 0, ntables = 0, hcrc = 0;
 	int rc = feed_wait(&f, path, f.len < 28 ? f.len : 28);
@@ -996,8 +1004,8 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 	pthread_cond_broadcast(&l.cv);
 	pthread_mutex_unlock(&l.mu);
 	load_worker(&l);              /* this thread joins in */
-	if (helping)
-		pthread_join(helper, NULL);
+	for (int i = 0; i < helping; i++)
+		pthread_join(helper[i], NULL);
 	if (reading)
 		pthread_join(reader, NULL);
 

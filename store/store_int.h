@@ -260,6 +260,15 @@ int64_t keymap_find(const cohort_table *t, const stripe *s, uint64_t hash,
 int keymap_reserve(cohort_table *t, stripe *s, uint32_t n);
 /* Insert key -> slot (key known absent). May grow the stripe's table. */
 int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot);
+/* The entry word of key hash -> slot. */
+static inline uint64_t keymap_entry(uint64_t hash, uint32_t slot)
+{
+	return ((hash & 0xffffffffu) << 32) | (slot + 1u);
+}
+/* Insert n entries of keys known absent and hashing to this stripe
+ * (bulk loads). */
+int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
+			  size_t n);
 /* Remove the entry of a present slot. */
 void keymap_remove(stripe *s, uint64_t hash, uint32_t slot);
 
