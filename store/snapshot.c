@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -735,9 +736,123 @@ typedef struct feed {
 	int err;                 /* -errno of a failed read */
 } feed;
 
+static void feed_publish(feed *f, size_t ready, int err)
+{
+	pthread_mutex_lock(&f->mu);
+	f->ready = ready > f->len ? f->len : ready;
+	f->err = err;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * The file through io_uring with several reads in flight (a queue depth of
+ * one leaves the device idle between requests), published in file order as
+ * the leading reads complete. Returns false, having read nothing, where
+ * io_uring cannot be set up or the file system refuses O_DIRECT; the
+ * caller then reads with pread.
+ */
+#define FEED_QD 8
+#define FEED_URING_STEP (4u << 20)
+
+static bool feed_uring(feed *f)
+{
+	struct io_uring ring;
+	if (!f->direct || io_uring_queue_init(FEED_QD * 2, &ring, 0))
+		return false;
+	size_t nsteps = (f->len + FEED_URING_STEP - 1) / FEED_URING_STEP;
+	uint8_t *done = ccalloc(nsteps ? nsteps : 1, 1);
+	if (!done) {
+		io_uring_queue_exit(&ring);
+		return false;
+	}
+	size_t next = 0, prefix = 0;     /* steps submitted, steps in order */
+	int inflight = 0, err = 0;
+	bool refused = false;
+	while (prefix < nsteps && !err) {
+		while (inflight < FEED_QD && next < nsteps) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			if (!sqe)
+				break;
+			size_t off = next * FEED_URING_STEP;
+			size_t want = f->len - off < FEED_URING_STEP ?
+				((f->len - off + 4095) & ~(size_t)4095) :
+				FEED_URING_STEP;
+			io_uring_prep_read(sqe, f->fd, f->buf + off, (unsigned)want,
+					   off);
+			sqe->user_data = next++;
+			inflight++;
+		}
+		int rc = io_uring_submit_and_wait(&ring, 1);
+		if (rc < 0 && rc != -EINTR) {
+			err = rc;
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			size_t step = (size_t)cqe->user_data;
+			size_t off = step * FEED_URING_STEP;
+			size_t want = f->len - off < FEED_URING_STEP ?
+				f->len - off : FEED_URING_STEP;
+			int res = cqe->res;
+			seen++;
+			inflight--;
+			if (res == -EINVAL && prefix == 0 && step == 0) {
+				refused = true;     /* no O_DIRECT here */
+				err = res;
+				continue;
+			}
+			if (res < 0 && res != -EINTR && res != -EAGAIN) {
+				err = res;
+				continue;
+			}
+			/* retry, or finish a short read, with pread */
+			size_t got = res > 0 ? (size_t)res : 0;
+			while (got < want && !err) {
+				size_t rest = ((want - got) + 4095) & ~(size_t)4095;
+				ssize_t n = pread(f->fd, f->buf + off + got, rest,
+						  (off_t)(off + got));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0)
+					err = n < 0 ? -errno : -EIO;
+				else
+					got += (size_t)n;
+			}
+			done[step] = 1;
+		}
+		io_uring_cq_advance(&ring, seen);
+		size_t before = prefix;
+		while (prefix < nsteps && done[prefix])
+			prefix++;
+		if (prefix != before || err)
+			feed_publish(f, prefix * FEED_URING_STEP, refused ? 0 : err);
+	}
+	/* let reads still in flight finish before the buffer can go */
+	while (inflight > 0) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&ring, &cqe) < 0)
+			break;
+		io_uring_cqe_seen(&ring, cqe);
+		inflight--;
+	}
+	io_uring_queue_exit(&ring);
+	cfree(done);
+	if (refused) {
+		feed_publish(f, 0, 0);
+		return false;
+	}
+	if (!err)
+		feed_publish(f, f->len, 0);
+	return true;
+}
+
 static void *feed_reader(void *arg)
 {
 	feed *f = arg;
+	if (feed_uring(f))
+		return NULL;
 	size_t off = 0;
 	int err = 0;
 	while (off < f->len && !err) {
@@ -762,13 +877,7 @@ static void *feed_reader(void *arg)
 			err = n < 0 ? -errno : -EIO;
 		else
 			off += (size_t)n;
-		if (off > f->len)
-			off = f->len;
-		pthread_mutex_lock(&f->mu);
-		f->ready = off;
-		f->err = err;
-		pthread_cond_broadcast(&f->cv);
-		pthread_mutex_unlock(&f->mu);
+		feed_publish(f, off, err);
 	}
 	return NULL;
 }
