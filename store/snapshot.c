@@ -752,8 +752,8 @@ static void feed_publish(feed *f, size_t ready, int err)
  * io_uring cannot be set up or the file system refuses O_DIRECT; the
  * caller then reads with pread.
  */
-#define FEED_QD 8
-#define FEED_URING_STEP (4u << 20)
+#define FEED_QD 16
+#define FEED_URING_STEP (2u << 20)
 
 static bool feed_uring(feed *f)
 {
