@@ -1,7 +1,9 @@
 /*
  * wal.c -- the write-ahead log; the format and the rules are in wal_int.h.
  *
- * Concurrency: w->mu guards the buffers, the LSN counters and the error.
+ * Concurrency: w->mu guards the buffers and the LSN counters, and orders
+ * the setting of the error. The durable LSN and the error are atomics, so
+ * that a writer checking on its record takes no lock.
  * Appenders hold it for a memcpy; the writer thread holds it only to swap
  * buffers and to publish what became durable. w->data wakes the writer,
  * w->done wakes appenders waiting for durability or for buffer room.
@@ -55,10 +57,11 @@ struct wal {
 	/* bumped after every flush; wal_sync sleeps on it as a futex, so a
 	 * waiter woken by a flush never has to take mu */
 	_Atomic uint32_t flushes;
-	_Atomic int failed_rc;     /* mirror of error for lock-free readers */
 	uint64_t bytes;            /* appended since open or rotation */
 	char dir[4096];
-	int error;                 /* sticky: the log has stopped */
+	/* sticky: the -errno that stopped the log; written under mu, read
+	 * without it on the write path */
+	_Atomic int error;
 	bool stop, flush_now;
 	pthread_t thread;
 };
@@ -194,8 +197,7 @@ static void *writer(void *arg)
 
 		pthread_mutex_lock(&w->mu);
 		if (rc && !w->error) {
-			w->error = rc;
-			atomic_store(&w->failed_rc, rc);
+			atomic_store(&w->error, rc);
 			fprintf(stderr, "cohort: log %s: %s; the log is stopped "
 				"and the database refuses writes\n", w->path,
 				strerror(-rc));
@@ -345,19 +347,19 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 int wal_sync(wal *w, uint64_t lsn)
 {
 	if (w->cfg.fsync != COHORT_FSYNC_ALWAYS) {
-		pthread_mutex_lock(&w->mu);
-		int err = w->error;
-		pthread_mutex_unlock(&w->mu);
-		return err ? failed(w) : 0;
-	}
-	for (;;) {
-		uint32_t seen = atomic_load(&w->flushes);
-		if (atomic_load(&w->durable_lsn) >= lsn)
+		if (!atomic_load(&w->error))
 			return 0;
-		if (atomic_load(&w->failed_rc))
-			break;
-		futex_wait(&w->flushes, seen);
+	} else {
+		for (;;) {
+			uint32_t seen = atomic_load(&w->flushes);
+			if (atomic_load(&w->durable_lsn) >= lsn)
+				return 0;
+			if (atomic_load(&w->error))
+				break;
+			futex_wait(&w->flushes, seen);
+		}
 	}
+	/* the message names the segment, which a rotation may change */
 	pthread_mutex_lock(&w->mu);
 	int rc = failed(w);
 	pthread_mutex_unlock(&w->mu);
@@ -461,18 +463,12 @@ const char *wal_io_path(const wal *w)
 
 uint64_t wal_durable_lsn(wal *w)
 {
-	pthread_mutex_lock(&w->mu);
-	uint64_t l = atomic_load(&w->durable_lsn);
-	pthread_mutex_unlock(&w->mu);
-	return l;
+	return atomic_load(&w->durable_lsn);
 }
 
 int wal_error(wal *w)
 {
-	pthread_mutex_lock(&w->mu);
-	int e = w->error;
-	pthread_mutex_unlock(&w->mu);
-	return e;
+	return atomic_load(&w->error);
 }
 
 /* ------------------------------------------------------------------------
