@@ -25,6 +25,7 @@
 #include "crc32c.h"
 #include "io_int.h"
 #include "snapshot_int.h"
+#include "wal_int.h"
 
 #define SNAP_MAGIC "COHSNAP1"
 #define SNAP_VERSION 1
@@ -424,10 +425,6 @@ int snapshot_prune(const char *dir, uint64_t lsn)
 	if (!d)
 		return seterr(COHORT_EIO, "cannot read %s: %s", dir,
 			      strerror(errno));
-	/* A segment may go when the next one starts at or before lsn + 1:
-	 * every record in it is then in the snapshot. */
-	uint64_t *firsts = NULL;
-	size_t n = 0, cap = 0;
 	struct dirent *e;
 	char path[4200];
 	while ((e = readdir(d)) != NULL) {
@@ -436,36 +433,11 @@ int snapshot_prune(const char *dir, uint64_t lsn)
 		    parse_name(e->d_name, "snap-", ".tmp", &l)) {
 			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 			unlink(path);
-		} else if (parse_name(e->d_name, "wal-", ".log", &l)) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				uint64_t *f = crealloc(firsts, cap * 8);
-				if (!f)
-					break;
-				firsts = f;
-			}
-			firsts[n++] = l;
 		}
 	}
 	closedir(d);
-	/* oldest first, so that a crash in the middle leaves no hole */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && firsts[j - 1] > firsts[j]; j--) {
-			uint64_t tmp = firsts[j];
-			firsts[j] = firsts[j - 1];
-			firsts[j - 1] = tmp;
-		}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t next = i + 1 < n ? firsts[i + 1] : UINT64_MAX;
-		if (next != UINT64_MAX && next <= lsn + 1) {
-			snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log",
-				 dir, firsts[i]);
-			unlink(path);
-		}
-	}
-	cfree(firsts);
-	io_fsync_dir(dir);
-	return 0;
+	/* the log segments the snapshot covers are the log's to remove */
+	return wal_prune(dir, lsn);
 }
 
 /* ------------------------------------------------------------------------

@@ -53,8 +53,8 @@ int snapshot_newest(const char *dir, uint64_t *lsn, char *path, size_t len);
 int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		  uint64_t *lsn, char *lost, size_t lost_len);
 
-/* Remove log segments wholly before first_keep and snapshots older than
- * lsn, then fsync dir. */
+/* Remove snapshots older than lsn, leftover temp files, and (wal_prune)
+ * the log segments the snapshot at lsn covers. */
 int snapshot_prune(const char *dir, uint64_t lsn);
 
 #endif

@@ -524,6 +524,30 @@ static int list_segments(const char *dir, segment **out, size_t *n)
 	return rc;
 }
 
+/* Every record of segment i has LSN <= lsn: the next segment starts at or
+ * before lsn + 1. */
+static bool covered(const segment *segs, size_t n, size_t i, uint64_t lsn)
+{
+	return i + 1 < n && segs[i + 1].first <= lsn + 1;
+}
+
+int wal_prune(const char *dir, uint64_t lsn)
+{
+	segment *segs;
+	size_t n;
+	int rc = list_segments(dir, &segs, &n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; covered(segs, n, i, lsn); i++) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/%s", dir, segs[i].name);
+		unlink(path);
+	}
+	cfree(segs);
+	io_fsync_dir(dir);
+	return 0;
+}
+
 static int read_file(const char *path, unsigned char **buf, size_t *len)
 {
 	*buf = NULL;
@@ -637,11 +661,9 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 	uint64_t prev = 0;          /* LSN of the last record seen */
 	bool stopped = false;
 	for (size_t s = 0; s < nseg && rc == 0 && !stopped; s++) {
-		/* A segment whose successor starts at or before after + 1 holds
-		 * only records the snapshot has: not read (a prune that a
-		 * crash interrupted may have left it, or left a hole before
-		 * it). */
-		if (s + 1 < nseg && segs[s + 1].first <= after + 1)
+		/* Segments the snapshot covers are not read (a prune that a
+		 * crash interrupted may have left one, or a hole before it). */
+		if (covered(segs, nseg, s, after))
 			continue;
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/%s", dir, segs[s].name);

@@ -73,6 +73,11 @@ uint64_t wal_durable_lsn(wal *w);
 /* 0, or the error that stopped the log. */
 int wal_error(wal *w);
 
+/* Remove the segments whose records all have LSN <= lsn (a durable
+ * snapshot holds them), oldest first so that a crash in the middle leaves
+ * no hole, then fsync dir. */
+int wal_prune(const char *dir, uint64_t lsn);
+
 /*
  * Read the log in dir and call cb for every record with LSN > after, in
  * order. A torn tail (a bad record in the newest segment with nothing valid
