@@ -177,49 +177,28 @@ int persist_sync(cohort_db *db, uint64_t lsn)
 /* ------------------------------------------------------------------------
  * Decoding and replay
  * ------------------------------------------------------------------------ */
-typedef struct reader {
-	const uint8_t *p;
-	uint32_t len, off;
-	bool bad;
-} reader;
-
-static const void *take(reader *r, uint32_t n)
+static float get_f32(bytes_in *r)
 {
-	if (r->bad || n > r->len - r->off) {
-		r->bad = true;
-		return NULL;
-	}
-	const void *p = r->p + r->off;
-	r->off += n;
-	return p;
+	float v = 0;
+	const void *q = bin_take(r, 4);
+	if (q)
+		memcpy(&v, q, 4);
+	return v;
 }
 
-static uint8_t get_u8(reader *r)
+static double get_f64(bytes_in *r)
 {
-	const uint8_t *q = take(r, 1);
-	return q ? *q : 0;
+	double v = 0;
+	const void *q = bin_take(r, 8);
+	if (q)
+		memcpy(&v, q, 8);
+	return v;
 }
 
-#define GETTER(name, T)                                                       \
-	static T name(reader *r)                                              \
-	{                                                                     \
-		T v = 0;                                                      \
-		const void *q = take(r, sizeof(T));                           \
-		if (q)                                                        \
-			memcpy(&v, q, sizeof(T));                             \
-		return v;                                                     \
-	}
-GETTER(get_u16, uint16_t)
-GETTER(get_u32, uint32_t)
-GETTER(get_i32, int32_t)
-GETTER(get_i64, int64_t)
-GETTER(get_f32, float)
-GETTER(get_f64, double)
-
-static void get_name(reader *r, char *out)
+static void get_name(bytes_in *r, char *out)
 {
-	uint8_t n = get_u8(r);
-	const char *s = take(r, n);
+	uint8_t n = (uint8_t)bin_uint(r, 1);
+	const char *s = bin_take(r, n);
 	if (!s || n > COHORT_MAX_NAME) {
 		r->bad = true;
 		out[0] = 0;
@@ -229,13 +208,52 @@ static void get_name(reader *r, char *out)
 	out[n] = 0;
 }
 
-static void get_coldef(reader *r, cohort_column_def *c, char *name)
+static void get_coldef(bytes_in *r, cohort_column_def *c, char *name)
 {
 	get_name(r, name);
 	c->name = name;
-	c->type = (cohort_type)get_u8(r);
-	c->dim = get_u32(r);
-	c->half_life_ms = get_i64(r);
+	c->type = (cohort_type)bin_uint(r, 1);
+	c->dim = (uint32_t)bin_uint(r, 4);
+	c->half_life_ms = (int64_t)bin_uint(r, 8);
+}
+
+int schema_read(bytes_in *r, schema *out)
+{
+	memset(out, 0, sizeof(*out));
+	get_name(r, out->name);
+	out->opts.ttl_ms = (int64_t)bin_uint(r, 8);
+	out->ncols = (uint16_t)bin_uint(r, 2);
+	if (r->bad)
+		return COHORT_ECORRUPT;
+	size_t n = out->ncols ? out->ncols : 1;
+	out->defs = ccalloc(n, sizeof(*out->defs));
+	out->names = ccalloc(n, sizeof(*out->names));
+	if (!out->defs || !out->names)
+		return COHORT_ENOMEM;
+	for (uint16_t i = 0; i < out->ncols; i++)
+		get_coldef(r, &out->defs[i], out->names[i]);
+	return r->bad ? COHORT_ECORRUPT : 0;
+}
+
+void schema_free(schema *s)
+{
+	cfree(s->defs);
+	cfree(s->names);
+	s->defs = NULL;
+	s->names = NULL;
+}
+
+cohort_column_def *schema_defs_of(const cohort_table *t)
+{
+	int n = table_ncols(t);
+	cohort_column_def *defs = ccalloc(n ? (size_t)n : 1, sizeof(*defs));
+	for (int i = 0; defs && i < n; i++) {
+		const tcol *c = t->cols[i];
+		defs[i] = (cohort_column_def){ c->name, c->type,
+					       c->type == COHORT_VEC ? c->dim : 0,
+					       c->half_life_ms };
+	}
+	return defs;
 }
 
 static int bad_record(uint64_t lsn, const char *what)
@@ -244,74 +262,67 @@ static int bad_record(uint64_t lsn, const char *what)
 		      (unsigned long long)lsn, what);
 }
 
-static int table_by_id(cohort_db *db, reader *r, uint64_t lsn,
+static int table_by_id(cohort_db *db, bytes_in *r, uint64_t lsn,
 		       cohort_table **t)
 {
-	uint32_t id = get_u32(r);
+	uint32_t id = (uint32_t)bin_uint(r, 4);
 	if (r->bad || id >= cohort_db_ntables(db))
 		return bad_record(lsn, "unknown table id");
 	*t = db->tables[id];
 	return 0;
 }
 
-static int replay_create(cohort_db *db, reader *r, uint64_t lsn)
+static int replay_create(cohort_db *db, bytes_in *r, uint64_t lsn)
 {
-	char name[COHORT_MAX_NAME + 1];
-	get_name(r, name);
-	cohort_table_options o = { get_i64(r) };
-	uint16_t n = get_u16(r);
-	if (r->bad)
-		return bad_record(lsn, "truncated create table");
-	cohort_column_def *defs = ccalloc(n ? n : 1, sizeof(*defs));
-	char (*names)[COHORT_MAX_NAME + 1] = ccalloc(n ? n : 1, sizeof(*names));
-	int rc = defs && names ? 0 : seterr(COHORT_ENOMEM, "replay: out of memory");
-	for (uint16_t i = 0; i < n && rc == 0; i++)
-		get_coldef(r, &defs[i], names[i]);
-	if (rc == 0 && r->bad)
+	schema sc;
+	int rc = schema_read(r, &sc);
+	if (rc == COHORT_ENOMEM)
+		rc = seterr(rc, "replay: out of memory");
+	else if (rc)
 		rc = bad_record(lsn, "truncated create table");
-	if (rc == 0)
-		rc = cohort_table_create(db, name, defs, n, &o, NULL);
-	cfree(defs);
-	cfree(names);
+	else
+		rc = cohort_table_create(db, sc.name, sc.defs, sc.ncols,
+					 &sc.opts, NULL);
+	schema_free(&sc);
 	return rc;
 }
 
-static int replay_row(cohort_db *db, reader *r, uint64_t lsn, uint8_t type)
+static int replay_row(cohort_db *db, bytes_in *r, uint64_t lsn, uint8_t type)
 {
 	cohort_table *t;
 	int rc = table_by_id(db, r, lsn, &t);
 	if (rc)
 		return rc;
-	int64_t time = type == REC_DELETE ? 0 : get_i64(r);
-	uint8_t klen = get_u8(r);
-	const void *key = take(r, klen);
+	int64_t time = type == REC_DELETE ? 0 : (int64_t)bin_uint(r, 8);
+	uint8_t klen = (uint8_t)bin_uint(r, 1);
+	const void *key = bin_take(r, klen);
 	if (type == REC_DELETE) {
 		if (r->bad)
 			return bad_record(lsn, "truncated delete");
 		rc = cohort_delete(t, key, klen);
 		return rc == COHORT_ENOTFOUND ? 0 : rc;
 	}
-	uint16_t n = get_u16(r);
+	uint16_t n = (uint16_t)bin_uint(r, 2);
 	if (r->bad)
 		return bad_record(lsn, "truncated write");
 	cohort_update *ups = ccalloc(n ? n : 1, sizeof(*ups));
 	if (!ups)
 		return seterr(COHORT_ENOMEM, "replay: out of memory");
 	for (uint16_t i = 0; i < n && !r->bad; i++) {
-		ups[i].column = get_u16(r);
-		ups[i].op = (cohort_op)get_u8(r);
+		ups[i].column = (uint16_t)bin_uint(r, 2);
+		ups[i].op = (cohort_op)(uint8_t)bin_uint(r, 1);
 		cohort_value *v = &ups[i].value;
-		v->type = (cohort_type)get_u8(r);
+		v->type = (cohort_type)(uint8_t)bin_uint(r, 1);
 		switch (v->type) {
 		case COHORT_NULL: break;
 		case COHORT_F32: v->v.f32 = get_f32(r); break;
 		case COHORT_F64: v->v.f64 = get_f64(r); break;
-		case COHORT_I32: v->v.i32 = get_i32(r); break;
-		case COHORT_I64: v->v.i64 = get_i64(r); break;
-		case COHORT_BOOL: v->v.b = get_u8(r) != 0; break;
+		case COHORT_I32: v->v.i32 = (int32_t)bin_uint(r, 4); break;
+		case COHORT_I64: v->v.i64 = (int64_t)bin_uint(r, 8); break;
+		case COHORT_BOOL: v->v.b = (uint8_t)bin_uint(r, 1) != 0; break;
 		case COHORT_CAT:
-			v->v.str.len = get_u16(r);
-			v->v.str.ptr = take(r, v->v.str.len);
+			v->v.str.len = (uint16_t)bin_uint(r, 2);
+			v->v.str.ptr = bin_take(r, v->v.str.len);
 			break;
 		case COHORT_VEC: {
 			if (column_check(t, ups[i].column)) {
@@ -320,7 +331,7 @@ static int replay_row(cohort_db *db, reader *r, uint64_t lsn, uint8_t type)
 			}
 			uint32_t dim = t->cols[ups[i].column]->dim;
 			/* the payload is not aligned: floats are copied out */
-			const void *src = take(r, dim * (uint32_t)sizeof(float));
+			const void *src = bin_take(r, dim * (uint32_t)sizeof(float));
 			float *copy = src ? cmalloc(dim * sizeof(float)) : NULL;
 			if (copy)
 				memcpy(copy, src, dim * sizeof(float));
@@ -367,7 +378,7 @@ static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
 		     const uint8_t *payload, uint32_t len)
 {
 	cohort_db *db = ctx;
-	reader r = { payload, len, 0, false };
+	bytes_in r = { payload, len, 0, false };
 	switch (type) {
 	case REC_CREATE_TABLE:
 		return replay_create(db, &r, lsn);

@@ -42,6 +42,24 @@ int rec_update(recbuf *b, int column, int op, const cohort_value *v,
 	       uint32_t dim);
 int rec_delete(recbuf *b, uint32_t table, const void *key, size_t key_len);
 
+/* A table's schema as the log's CREATE_TABLE record and the snapshot's
+ * table section both carry it (rec_create_table writes it). */
+typedef struct schema {
+	char name[COHORT_MAX_NAME + 1];
+	cohort_table_options opts;
+	uint16_t ncols;
+	cohort_column_def *defs;
+	char (*names)[COHORT_MAX_NAME + 1];
+} schema;
+
+/* Decode a schema: 0, COHORT_ECORRUPT (malformed; b->bad set) or
+ * COHORT_ENOMEM. schema_free releases it in any case. */
+int schema_read(bytes_in *b, schema *out);
+void schema_free(schema *s);
+/* The definition of table t's columns, as rec_create_table takes them
+ * (names owned by the table). NULL when out of memory. */
+cohort_column_def *schema_defs_of(const cohort_table *t);
+
 /* Append the record (no-op without a log); *lsn = 0 when not logged. */
 int persist_log(cohort_db *db, uint8_t type, const recbuf *b, uint64_t *lsn);
 /* Wait for lsn to be durable as the fsync policy says. */

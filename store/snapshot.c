@@ -24,6 +24,7 @@
 
 #include "crc32c.h"
 #include "io_int.h"
+#include "persist_int.h"
 #include "snapshot_int.h"
 #include "wal_int.h"
 
@@ -181,21 +182,23 @@ static void write_table(out *o, cohort_table *t)
 	for (uint32_t s = 0; s < hwm; s++)
 		nrows += live(t, s);
 
-	sec_begin(o);
-	put_u8(o, (uint8_t)strlen(t->name));
-	out_put(o, t->name, strlen(t->name));
-	put_u64(o, (uint64_t)t->ttl_ms);
-	put_u16(o, (uint16_t)ncols);
-	for (int i = 0; i < ncols; i++) {
-		const tcol *c = t->cols[i];
-		put_u8(o, (uint8_t)strlen(c->name));
-		out_put(o, c->name, strlen(c->name));
-		put_u8(o, (uint8_t)c->type);
-		put_u32(o, c->type == COHORT_VEC ? c->dim : 0);
-		put_u64(o, (uint64_t)c->half_life_ms);
+	/* the schema as the log's create-table record has it, then the rows */
+	cohort_column_def *defs = schema_defs_of(t);
+	recbuf rec;
+	rec_init(&rec);
+	if (!defs || rec_create_table(&rec, t->name, t->ttl_ms, defs,
+				      (size_t)ncols)) {
+		cfree(defs);
+		rec_free(&rec);
+		o->err = -ENOMEM;
+		return;
 	}
+	sec_begin(o);
+	out_put(o, rec.p, rec.len);
 	put_u64(o, nrows);
 	sec_end(o, SEC_TABLE, id, 0);
+	cfree(defs);
+	rec_free(&rec);
 
 	sec_begin(o);
 	for (uint32_t s = 0; s < hwm; s++) {
@@ -495,79 +498,27 @@ static int section_verify(const in *r, const section *s)
 	return 0;
 }
 
-/* bounded reads inside one section */
-typedef struct cur {
-	const unsigned char *p;
-	uint64_t len, off;
-	bool bad;
-} cur;
-
-static const void *take(cur *c, uint64_t n)
-{
-	if (c->bad || n > c->len - c->off) {
-		c->bad = true;
-		return NULL;
-	}
-	const void *q = c->p + c->off;
-	c->off += n;
-	return q;
-}
-
-static uint64_t get_n(cur *c, int n)
-{
-	uint64_t v = 0;
-	const void *q = take(c, (uint64_t)n);
-	if (q)
-		memcpy(&v, q, (size_t)n);
-	return v;
-}
-
 static int load_table(cohort_db *db, in *r, const section *s)
 {
-	cur c = { s->p, s->len, 0, false };
-	char name[COHORT_MAX_NAME + 1];
-	uint8_t nl = (uint8_t)get_n(&c, 1);
-	const char *np = take(&c, nl);
-	if (!np || nl > COHORT_MAX_NAME)
-		return corrupt(r, s->at, "bad table name");
-	memcpy(name, np, nl);
-	name[nl] = 0;
-	cohort_table_options o = { (int64_t)get_n(&c, 8) };
-	uint16_t ncols = (uint16_t)get_n(&c, 2);
-	cohort_column_def *defs = ccalloc(ncols ? ncols : 1, sizeof(*defs));
-	char (*names)[COHORT_MAX_NAME + 1] = ccalloc(ncols ? ncols : 1,
-						     sizeof(*names));
-	if (!defs || !names) {
-		cfree(defs);
-		cfree(names);
-		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
-	}
-	for (uint16_t i = 0; i < ncols && !c.bad; i++) {
-		uint8_t l = (uint8_t)get_n(&c, 1);
-		const char *p = take(&c, l);
-		if (!p || l > COHORT_MAX_NAME) {
-			c.bad = true;
-			break;
-		}
-		memcpy(names[i], p, l);
-		names[i][l] = 0;
-		defs[i].name = names[i];
-		defs[i].type = (cohort_type)get_n(&c, 1);
-		defs[i].dim = (uint32_t)get_n(&c, 4);
-		defs[i].half_life_ms = (int64_t)get_n(&c, 8);
-	}
-	int rc = c.bad ? corrupt(r, s->at, "bad table section") :
-		cohort_table_create(db, name, defs, ncols, &o, NULL);
-	cfree(defs);
-	cfree(names);
+	bytes_in b = { s->p, s->len, 0, false };
+	schema sc;
+	int rc = schema_read(&b, &sc);
+	if (rc == COHORT_ENOMEM)
+		rc = seterr(rc, "snapshot: out of memory");
+	else if (rc || b.len - b.off != 8)   /* then the row count */
+		rc = corrupt(r, s->at, "bad table section");
+	else
+		rc = cohort_table_create(db, sc.name, sc.defs, sc.ncols,
+					 &sc.opts, NULL);
+	schema_free(&sc);
 	return rc;
 }
 
 static int load_rows(cohort_table *t, in *r, const section *keys,
 		     const section *times, uint64_t nrows)
 {
-	cur k = { keys->p, keys->len, 0, false };
-	cur tm = { times->p, times->len, 0, false };
+	bytes_in k = { keys->p, keys->len, 0, false };
+	bytes_in tm = { times->p, times->len, 0, false };
 	if (times->len != nrows * 8)
 		return corrupt(r, times->at, "row times do not match the rows");
 	/* size every stripe once: the keys spread evenly over them */
@@ -587,9 +538,9 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 	}
 	int rc = 0;
 	for (uint64_t i = 0; i < nrows && rc == 0; i++) {
-		uint8_t len = (uint8_t)get_n(&k, 1);
-		const void *key = take(&k, len);
-		int64_t time = (int64_t)get_n(&tm, 8);
+		uint8_t len = (uint8_t)bin_uint(&k, 1);
+		const void *key = bin_take(&k, len);
+		int64_t time = (int64_t)bin_uint(&tm, 8);
 		if (!key || len == 0) {
 			rc = corrupt(r, keys->at, "bad key");
 			break;
@@ -634,15 +585,15 @@ static int load_column(cohort_table *t, in *r, const section *s,
 		       uint64_t nrows)
 {
 	const tcol *c = t->cols[s->column];
-	cur cu = { s->p, s->len, 0, false };
+	bytes_in cu = { s->p, s->len, 0, false };
 	uint64_t nwords = (nrows + 63) / 64;
-	const unsigned char *valid = take(&cu, nwords * 8);
+	const unsigned char *valid = bin_take(&cu, nwords * 8);
 	uint32_t nstr = 0;
 	if (c->type == COHORT_CAT) {
-		nstr = (uint32_t)get_n(&cu, 4);
+		nstr = (uint32_t)bin_uint(&cu, 4);
 		for (uint32_t i = 0; i < nstr && !cu.bad; i++) {
-			uint16_t len = (uint16_t)get_n(&cu, 2);
-			const char *str = take(&cu, len);
+			uint16_t len = (uint16_t)bin_uint(&cu, 2);
+			const char *str = bin_take(&cu, len);
 			uint32_t code;
 			if (!str)
 				break;
@@ -654,8 +605,8 @@ static int load_column(cohort_table *t, in *r, const section *s,
 		}
 	}
 	size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
-	const unsigned char *vals = take(&cu, nrows * vw);
-	const unsigned char *p1 = c->has_plane1 ? take(&cu, nrows * 8) : NULL;
+	const unsigned char *vals = bin_take(&cu, nrows * vw);
+	const unsigned char *p1 = c->has_plane1 ? bin_take(&cu, nrows * 8) : NULL;
 	if (cu.bad || cu.off != cu.len)
 		return corrupt(r, s->at, "column section of the wrong size");
 	for (uint64_t row0 = 0; row0 < nrows; row0 += CHUNK_ROWS) {

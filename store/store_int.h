@@ -35,6 +35,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "cohort.h"
@@ -271,6 +272,36 @@ int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
 			  size_t n);
 /* Remove the entry of a present slot. */
 void keymap_remove(stripe *s, uint64_t hash, uint32_t slot);
+
+/* ---- bounded little-endian reads of encoded bytes (log records,
+ * snapshot sections): a read past the end yields 0 / NULL and sets bad,
+ * so a decoder checks once at the end ---- */
+typedef struct bytes_in {
+	const uint8_t *p;
+	uint64_t len, off;
+	bool bad;
+} bytes_in;
+
+static inline const void *bin_take(bytes_in *b, uint64_t n)
+{
+	if (b->bad || n > b->len - b->off) {
+		b->bad = true;
+		return NULL;
+	}
+	const void *q = b->p + b->off;
+	b->off += n;
+	return q;
+}
+
+/* The next n bytes (1, 2, 4 or 8) as an unsigned number. */
+static inline uint64_t bin_uint(bytes_in *b, int n)
+{
+	uint64_t v = 0;
+	const void *q = bin_take(b, (uint64_t)n);
+	if (q)
+		memcpy(&v, q, (size_t)n);
+	return v;
+}
 
 /* The time of the call when it is COHORT_NOW. */
 static inline cohort_time time_resolve(cohort_time t)
