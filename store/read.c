@@ -40,6 +40,34 @@ static int cols_check(const cohort_table *t, const int *cols, size_t ncols)
 	return 0;
 }
 
+/* Look a key up under its stripe lock, which the caller holds: the row's
+ * status, and when PRESENT its slot and event time (else *rt = 0). */
+static int row_find(const cohort_table *t, const stripe *s, uint64_t h,
+		    const void *key, size_t key_len, int64_t at,
+		    uint32_t *slot, int64_t *rt)
+{
+	*rt = 0;
+	int64_t found = keymap_find(t, s, h, key, (uint32_t)key_len);
+	if (found < 0)
+		return COHORT_ROW_MISSING;
+	*slot = (uint32_t)found;
+	int64_t time = tab_chunk(t, *slot)->time[slot_off(*slot)];
+	if (row_expired(t, time, at))
+		return COHORT_ROW_EXPIRED;
+	*rt = time;
+	return COHORT_ROW_PRESENT;
+}
+
+/* Start the cache misses of a row's cell, so that a row's columns overlap
+ * theirs instead of waiting one after another. */
+static inline void cell_prefetch(const tcol *c, uint32_t slot)
+{
+	const colchunk *ch = col_chunk(c, slot);
+	uint32_t o = slot_off(slot);
+	__builtin_prefetch((const char *)ch->plane0 + (size_t)o * c->width);
+	__builtin_prefetch(&ch->valid[o >> 6]);
+}
+
 int cohort_get(const cohort_table *t, const void *key, size_t key_len,
 	       const int *cols, size_t ncols, cohort_time at,
 	       cohort_value *out, float *vec_buf, size_t vec_buf_len,
@@ -66,28 +94,12 @@ int cohort_get(const cohort_table *t, const void *key, size_t key_len,
 	uint64_t h = key_hash(key, key_len);
 	stripe *s = stripe_of((cohort_table *)t, h);
 	pthread_rwlock_rdlock(&s->lock);
-	int64_t found = keymap_find(t, s, h, key, (uint32_t)key_len);
-	int status = COHORT_ROW_MISSING;
-	int64_t rt = 0;
-	if (found >= 0) {
-		uint32_t slot = (uint32_t)found, o = slot_off(slot);
-		rt = tab_chunk(t, slot)->time[o];
-		status = row_expired(t, rt, at) ? COHORT_ROW_EXPIRED :
-						  COHORT_ROW_PRESENT;
-		if (status == COHORT_ROW_EXPIRED)
-			rt = 0;
-	}
-	if (status == COHORT_ROW_PRESENT) {
-		/* Start every column's cache miss at once, so they overlap. */
-		uint32_t slot = (uint32_t)found, o = slot_off(slot);
-		for (size_t i = 0; i < ncols; i++) {
-			const tcol *c = t->cols[cols[i]];
-			const colchunk *ch = col_chunk(c, slot);
-			__builtin_prefetch((const char *)ch->plane0 +
-					   (size_t)o * c->width);
-			__builtin_prefetch(&ch->valid[o >> 6]);
-		}
-	}
+	uint32_t slot = 0;
+	int64_t rt;
+	int status = row_find(t, s, h, key, key_len, at, &slot, &rt);
+	if (status == COHORT_ROW_PRESENT)
+		for (size_t i = 0; i < ncols; i++)
+			cell_prefetch(t->cols[cols[i]], slot);
 	size_t vpos = 0;
 	for (size_t i = 0; i < ncols; i++) {
 		cohort_value *v = &out[i];
@@ -95,7 +107,7 @@ int cohort_get(const cohort_table *t, const void *key, size_t key_len,
 		v->type = COHORT_NULL;
 		if (status != COHORT_ROW_PRESENT)
 			continue;
-		uint32_t slot = (uint32_t)found, o = slot_off(slot);
+		uint32_t o = slot_off(slot);
 		const tcol *c = t->cols[cols[i]];
 		const colchunk *ch = col_chunk(c, slot);
 		if (!bit_get(ch->valid, o))
@@ -309,30 +321,19 @@ int cohort_get_many(const cohort_table *t, const cohort_key *keys,
 		uint64_t h = key_hash(keys[i].ptr, keys[i].len);
 		stripe *s = stripe_of((cohort_table *)t, h);
 		pthread_rwlock_rdlock(&s->lock);
-		int64_t found = keymap_find(t, s, h, keys[i].ptr,
-					    (uint32_t)keys[i].len);
-		int status = COHORT_ROW_MISSING;
-		int64_t rt = 0;
-		uint32_t slot = (uint32_t)found, o = slot_off(slot);
-		if (found >= 0) {
-			rt = tab_chunk(t, slot)->time[o];
-			status = row_expired(t, rt, at) ? COHORT_ROW_EXPIRED :
-							  COHORT_ROW_PRESENT;
-		}
+		uint32_t slot = 0;
+		int64_t rt;
+		int status = row_find(t, s, h, keys[i].ptr, keys[i].len, at,
+				      &slot, &rt);
 		b->status[i] = (uint8_t)status;
+		b->time[i] = rt;
 		if (status == COHORT_ROW_PRESENT) {
-			b->time[i] = rt;
-			for (size_t j = 0; j < b->ncols; j++) {
-				const colchunk *ch = col_chunk(cols[j], slot);
-				__builtin_prefetch((const char *)ch->plane0 +
-						   (size_t)o * cols[j]->width);
-				__builtin_prefetch(&ch->valid[o >> 6]);
-			}
 			for (size_t j = 0; j < b->ncols; j++)
-				block_put(cols[j], col_chunk(cols[j], slot), o,
-					  at, &b->cols[j], i);
+				cell_prefetch(cols[j], slot);
+			for (size_t j = 0; j < b->ncols; j++)
+				block_put(cols[j], col_chunk(cols[j], slot),
+					  slot_off(slot), at, &b->cols[j], i);
 		} else {
-			b->time[i] = 0;
 			for (size_t j = 0; j < b->ncols; j++) {
 				b->cols[j].valid[i] = 0;
 				memset((char *)b->cols[j].values +
