@@ -521,13 +521,6 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 	bytes_in tm = { times->p, times->len, 0, false };
 	if (times->len != nrows * 8)
 		return corrupt(r, times->at, "row times do not match the rows");
-	/* size every stripe once: the keys spread evenly over them */
-	uint32_t per = (uint32_t)(nrows / NSTRIPES + nrows / NSTRIPES / 8 + 16);
-	for (int i = 0; i < NSTRIPES; i++) {
-		int rc = keymap_reserve(t, &t->stripes[i], per);
-		if (rc)
-			return rc;
-	}
 	/* Pass 1, in row order: slots, keys, times, and each key's hash. */
 	uint64_t *hashes = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
 	uint64_t *sorted = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));

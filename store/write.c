@@ -498,10 +498,10 @@ static int write_check(cohort_table *t, const void *key, size_t key_len,
  * (all SET, each column once) or from an event's updates.
  */
 static int write_updates(cohort_table *t, const void *key, size_t key_len,
-			 cohort_time time, const cohort_field *fields,
+			 cohort_time time, bool is_put,
+			 const cohort_field *fields,
 			 const cohort_update *updates, size_t n)
 {
-	bool is_put = fields != NULL || updates == NULL;
 	const char *what = is_put ? "put" : "event";
 	int rc = write_check(t, key, key_len, n,
 			     is_put ? (const void *)fields : updates, what);
@@ -558,19 +558,16 @@ static int write_updates(cohort_table *t, const void *key, size_t key_len,
 int cohort_put(cohort_table *t, const void *key, size_t key_len,
 	       cohort_time time, const cohort_field *fields, size_t nfields)
 {
-	return write_updates(t, key, key_len, time, fields, NULL, nfields);
+	return write_updates(t, key, key_len, time, true, fields, NULL,
+			     nfields);
 }
 
 int cohort_event(cohort_table *t, const void *key, size_t key_len,
 		 cohort_time time, const cohort_update *updates,
 		 size_t nupdates)
 {
-	if (!updates && nupdates)
-		return seterr(COHORT_EINVAL, "event: NULL list of %zu updates",
-			      nupdates);
-	if (!updates)
-		return write_updates(t, key, key_len, time, NULL, NULL, 0);
-	return write_updates(t, key, key_len, time, NULL, updates, nupdates);
+	return write_updates(t, key, key_len, time, false, NULL, updates,
+			     nupdates);
 }
 
 int cohort_delete(cohort_table *t, const void *key, size_t key_len)
