@@ -12,11 +12,6 @@
 
 #include "store_int.h"
 
-static inline uint32_t home_of(uint32_t tag, uint32_t cap)
-{
-	return (uint32_t)(((uint64_t)tag * cap) >> 32);
-}
-
 int dict_init(dict *d, uint64_t *mem)
 {
 	memset(d, 0, sizeof(*d));
@@ -59,7 +54,7 @@ static int64_t map_find(const dict *d, const char *s, uint32_t len,
 {
 	const dict_str *strs = atomic_load_explicit(&((dict *)d)->strs,
 						    memory_order_acquire);
-	uint32_t i = home_of(tag, d->map_cap);
+	uint32_t i = oa_home(tag, d->map_cap);
 	for (;;) {
 		uint64_t e = d->map[i];
 		if (e == 0)
@@ -87,15 +82,6 @@ int dict_find(dict *d, const char *s, uint32_t len, uint32_t *code)
 	return 0;
 }
 
-static void map_place(uint64_t *map, uint32_t cap, uint64_t e)
-{
-	uint32_t i = home_of((uint32_t)(e >> 32), cap);
-	while (map[i])
-		if (++i == cap)
-			i = 0;
-	map[i] = e;
-}
-
 /* Insert s (known absent) under the exclusive lock. */
 static int insert(dict *d, const char *s, uint32_t len, uint32_t tag,
 		  uint32_t *code)
@@ -111,7 +97,7 @@ static int insert(dict *d, const char *s, uint32_t len, uint32_t tag,
 			return COHORT_ENOMEM;
 		for (uint32_t i = 0; i < d->map_cap; i++)
 			if (d->map[i])
-				map_place(m, cap, d->map[i]);
+				oa_place(m, cap, d->map[i]);
 		cfree_acct(d->map, d->mem);
 		d->map = m;
 		d->map_cap = cap;
@@ -142,7 +128,7 @@ static int insert(dict *d, const char *s, uint32_t len, uint32_t tag,
 	strs[n].ptr = copy;
 	strs[n].len = len;
 	atomic_store_explicit(&d->nstrs, n + 1, memory_order_release);
-	map_place(d->map, d->map_cap, ((uint64_t)tag << 32) | (n + 1u));
+	oa_place(d->map, d->map_cap, ((uint64_t)tag << 32) | (n + 1u));
 	*code = n;
 	return 0;
 }

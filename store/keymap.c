@@ -64,11 +64,6 @@ uint64_t key_hash(const void *key, size_t len)
 	return fold_mul(h ^ (h >> 29), k1);
 }
 
-static inline uint32_t home_of(uint32_t tag, uint32_t cap)
-{
-	return (uint32_t)(((uint64_t)tag * cap) >> 32);
-}
-
 static uint32_t next_cap(uint32_t cap)
 {
 	/* powers of two grow by 1.5, the 1.5 steps by 4/3 */
@@ -100,7 +95,7 @@ int64_t keymap_find(const cohort_table *t, const stripe *s, uint64_t hash,
 		    const void *key, uint32_t key_len)
 {
 	uint32_t tag = (uint32_t)hash, cap = s->cap;
-	uint32_t i = home_of(tag, cap);
+	uint32_t i = oa_home(tag, cap);
 	for (;;) {
 		uint64_t e = s->entries[i];
 		if (e == 0)
@@ -116,15 +111,6 @@ int64_t keymap_find(const cohort_table *t, const stripe *s, uint64_t hash,
 	}
 }
 
-static void place(uint64_t *entries, uint32_t cap, uint64_t e)
-{
-	uint32_t i = home_of((uint32_t)(e >> 32), cap);
-	while (entries[i] != 0)
-		if (++i == cap)
-			i = 0;
-	entries[i] = e;
-}
-
 /* Move the stripe's entries into a table of cap entries. */
 static int rehash(cohort_table *t, stripe *s, uint32_t cap)
 {
@@ -134,7 +120,7 @@ static int rehash(cohort_table *t, stripe *s, uint32_t cap)
 			      "memory for %u entries", t->name, cap);
 	for (uint32_t i = 0; i < s->cap; i++)
 		if (s->entries[i])
-			place(e, cap, s->entries[i]);
+			oa_place(e, cap, s->entries[i]);
 	cfree_acct(s->entries, &t->mem);
 	s->entries = e;
 	s->cap = cap;
@@ -157,7 +143,7 @@ int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot)
 		if (rc)
 			return rc;
 	}
-	place(s->entries, s->cap, keymap_entry(hash, slot));
+	oa_place(s->entries, s->cap, keymap_entry(hash, slot));
 	s->count++;
 	return 0;
 }
@@ -169,14 +155,14 @@ int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++)
-		place(s->entries, s->cap, e[i]);
+		oa_place(s->entries, s->cap, e[i]);
 	s->count += (uint32_t)n;
 	return 0;
 }
 
 void keymap_remove(stripe *s, uint64_t hash, uint32_t slot)
 {
-	uint32_t cap = s->cap, i = home_of((uint32_t)hash, cap);
+	uint32_t cap = s->cap, i = oa_home((uint32_t)hash, cap);
 	uint64_t want = ((hash & 0xffffffffu) << 32) | (slot + 1u);
 	while (s->entries[i] != want)
 		if (++i == cap)
@@ -189,7 +175,7 @@ void keymap_remove(stripe *s, uint64_t hash, uint32_t slot)
 		uint64_t e = s->entries[j];
 		if (e == 0)
 			break;
-		uint32_t home = home_of((uint32_t)(e >> 32), cap);
+		uint32_t home = oa_home((uint32_t)(e >> 32), cap);
 		/* e may fill the hole if its home is not in (hole, j] */
 		bool stays = hole <= j ? (home > hole && home <= j)
 				       : (home > hole || home <= j);

@@ -55,6 +55,27 @@ int seterr(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 /* ---- hashing (keymap.c) ---- */
 uint64_t key_hash(const void *key, size_t len);
 
+/*
+ * Open addressing as the key map and the cat dictionaries use it: an entry
+ * is a 64-bit word, a 32-bit hash tag in the high half and a nonzero value
+ * in the low half (0 marks an empty entry); a tag's home is
+ * (tag * cap) >> 32, so cap need not be a power of two; linear probing.
+ */
+static inline uint32_t oa_home(uint32_t tag, uint32_t cap)
+{
+	return (uint32_t)(((uint64_t)tag * cap) >> 32);
+}
+
+/* Put e in the first empty entry from its home (the table has room). */
+static inline void oa_place(uint64_t *entries, uint32_t cap, uint64_t e)
+{
+	uint32_t i = oa_home((uint32_t)(e >> 32), cap);
+	while (entries[i] != 0)
+		if (++i == cap)
+			i = 0;
+	entries[i] = e;
+}
+
 /* ---- retired blocks: freed when the owner is freed ---- */
 typedef struct retired {
 	void *ptr;
