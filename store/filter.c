@@ -639,18 +639,6 @@ static int ctx_resolve(evalctx *x)
 	return 0;
 }
 
-static void lock_all(const cohort_table *t)
-{
-	for (int i = 0; i < NSTRIPES; i++)
-		pthread_rwlock_rdlock(&((cohort_table *)t)->stripes[i].lock);
-}
-
-static void unlock_all(const cohort_table *t)
-{
-	for (int i = NSTRIPES - 1; i >= 0; i--)
-		pthread_rwlock_unlock(&((cohort_table *)t)->stripes[i].lock);
-}
-
 /*
  * Evaluate root; for every chunk, the matching rows go to words (if not
  * NULL) and to cb (if not NULL, still under the locks). *nbits gets the
@@ -681,7 +669,7 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 	mark_needs(&x, root, true, false);
 	uint64_t live[CHUNK_WORDS] __attribute__((aligned(64)));
 
-	lock_all(t);
+	table_rdlock_all(t);
 	rc = ctx_resolve(&x);
 	uint32_t nchunks = atomic_load(&((cohort_table *)t)->nchunks);
 	*nbits = (uint64_t)nchunks * CHUNK_ROWS;
@@ -723,7 +711,7 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 			}
 		}
 	}
-	unlock_all(t);
+	table_unlock_all(t);
 	ctx_free(&x);
 	if (rc) {
 		if (words) {

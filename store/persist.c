@@ -414,10 +414,8 @@ static void cut_take(cohort_db *db)
 	pthread_mutex_lock(&db->lock);
 	size_t n = cohort_db_ntables(db);
 	for (size_t i = 0; i < n; i++) {
-		cohort_table *t = db->tables[i];
-		for (int s = 0; s < NSTRIPES; s++)
-			pthread_rwlock_rdlock(&t->stripes[s].lock);
-		pthread_mutex_lock(&t->alloc_lock);
+		table_rdlock_all(db->tables[i]);
+		pthread_mutex_lock(&db->tables[i]->alloc_lock);
 	}
 }
 
@@ -425,10 +423,8 @@ static void cut_release(cohort_db *db)
 {
 	size_t n = cohort_db_ntables(db);
 	for (size_t i = n; i-- > 0;) {
-		cohort_table *t = db->tables[i];
-		pthread_mutex_unlock(&t->alloc_lock);
-		for (int s = NSTRIPES - 1; s >= 0; s--)
-			pthread_rwlock_unlock(&t->stripes[s].lock);
+		pthread_mutex_unlock(&db->tables[i]->alloc_lock);
+		table_unlock_all(db->tables[i]);
 	}
 	pthread_mutex_unlock(&db->lock);
 }

@@ -237,6 +237,20 @@ static inline int table_ncols(const cohort_table *t)
 				    memory_order_acquire);
 }
 
+/* Every stripe of t shared, in index order: no write is half done and
+ * none can start (filters, the snapshot cut); and their release. */
+static inline void table_rdlock_all(const cohort_table *t)
+{
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_rwlock_rdlock(&((cohort_table *)t)->stripes[i].lock);
+}
+
+static inline void table_unlock_all(const cohort_table *t)
+{
+	for (int i = NSTRIPES - 1; i >= 0; i--)
+		pthread_rwlock_unlock(&((cohort_table *)t)->stripes[i].lock);
+}
+
 /* Check a key's length; COHORT_EKEY with a message otherwise. */
 int key_check(const cohort_table *t, size_t key_len);
 /* Check a column id against the table. */
