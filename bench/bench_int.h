@@ -204,6 +204,10 @@ void bench_line_bool(bench_line *l, const char *key, bool b);
  * fresh process, it is what a restart costs. (bench_wal.c) */
 int bench_open_probe(const char *dir);
 
+/* Report a failed cohort call of a suite on stderr (the code, its message
+ * and the call's detail); returns 1, a suite's failure. */
+int bench_fail(const char *suite, const char *what, int rc);
+
 /* Print one figure of ctx->suite. */
 void bench_report(const bench_ctx *ctx, const bench_line *l);
 

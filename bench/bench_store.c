@@ -82,14 +82,6 @@ typedef struct store_thread {
 	cohort_field fields[NCOLS];
 } store_thread;
 
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "cohort-bench store: %s: %s (%d)%s%s\n", what,
-		cohort_strerror(rc), rc, *cohort_errdetail() ? ": " : "",
-		cohort_errdetail());
-	return 1;
-}
-
 static void thread_fail(store_thread *st, const char *what, int rc)
 {
 	if (st->err)
@@ -310,14 +302,14 @@ static int load(const bench_ctx *ctx, store_data *d)
 	}
 	rc = cohort_open(NULL, NULL, &d->db);
 	if (rc < 0)
-		return fail("cohort_open", rc);
+		return bench_fail("store", "cohort_open", rc);
 	rc = cohort_table_create(d->db, "wide", defs, NCOLS, NULL, &d->t);
 	if (rc < 0)
-		return fail("cohort_table_create", rc);
+		return bench_fail("store", "cohort_table_create", rc);
 	for (int c = 0; c < NCOLS; c++) {
 		d->cols[c] = cohort_table_column(d->t, names[c]);
 		if (d->cols[c] < 0)
-			return fail("cohort_table_column", d->cols[c]);
+			return bench_fail("store", "cohort_table_column", d->cols[c]);
 		fields[c].column = d->cols[c];
 	}
 
@@ -331,7 +323,7 @@ static int load(const bench_ctx *ctx, store_data *d)
 		rc = cohort_put(d->t, d->keys[i].ptr, d->keys[i].len, T_LOAD,
 				fields, NCOLS);
 		if (rc < 0)
-			return fail("cohort_put (load)", rc);
+			return bench_fail("store", "cohort_put (load)", rc);
 	}
 	double secs = bench_now() - t0;
 
@@ -352,7 +344,7 @@ static int check(store_data *d)
 	int rc = cohort_get(d->t, d->keys[row].ptr, d->keys[row].len, d->cols,
 			    NCOLS, T_READ, out, NULL, 0, NULL);
 	if (rc != COHORT_ROW_PRESENT)
-		return fail("check: cohort_get", rc < 0 ? rc : COHORT_ENOTFOUND);
+		return bench_fail("store", "check: cohort_get", rc < 0 ? rc : COHORT_ENOTFOUND);
 	if (out[0].type != COHORT_F32 || out[0].v.f32 != d->plain_a[row] ||
 	    out[1].v.f32 != d->plain_b[row]) {
 		fprintf(stderr, "cohort-bench store: check: cohort_get of row %llu"
@@ -364,16 +356,16 @@ static int check(store_data *d)
 	cohort_filter *f;
 	rc = cohort_filter_new(d->t, &f);
 	if (rc < 0)
-		return fail("check: cohort_filter_new", rc);
+		return bench_fail("store", "check: cohort_filter_new", rc);
 	int root = cohort_filter_and(f,
 		cohort_filter_cmp(f, d->cols[0], COHORT_GT, cohort_f64(0.5)),
 		cohort_filter_cmp(f, d->cols[1], COHORT_LT, cohort_f64(0.25)));
 	if (root < 0)
-		return fail("check: building the filter", root);
+		return bench_fail("store", "check: building the filter", root);
 	rc = cohort_filter_count(f, root, T_READ, &got);
 	cohort_filter_free(f);
 	if (rc < 0)
-		return fail("check: cohort_filter_count", rc);
+		return bench_fail("store", "check: cohort_filter_count", rc);
 	for (uint64_t i = 0; i < d->nrows; i++)
 		want += (double)d->plain_a[i] > 0.5 && (double)d->plain_b[i] < 0.25;
 	if (got != want) {
@@ -390,7 +382,7 @@ static int memory(const bench_ctx *ctx, store_data *d, uint64_t rss0)
 	cohort_table_info info;
 	int rc = cohort_table_describe(d->t, &info);
 	if (rc < 0)
-		return fail("cohort_table_describe", rc);
+		return bench_fail("store", "cohort_table_describe", rc);
 	uint64_t rss1 = bench_rss();
 	double per_row = (double)info.mem_bytes / (double)d->nrows;
 	double raw = NCOLS * 4 + d->avg_key_len;
@@ -430,17 +422,17 @@ static int add_aggregates(store_data *d)
 	def.name = "n_txn";
 	def.type = COHORT_COUNTER;
 	if ((rc = cohort_table_add_column(d->t, &def, &d->agg_counter)) < 0)
-		return fail("cohort_table_add_column (counter)", rc);
+		return bench_fail("store", "cohort_table_add_column (counter)", rc);
 	def.name = "spend_decay";
 	def.type = COHORT_DECAY;
 	def.half_life_ms = HALF_LIFE_MS;
 	if ((rc = cohort_table_add_column(d->t, &def, &d->agg_decay)) < 0)
-		return fail("cohort_table_add_column (decay)", rc);
+		return bench_fail("store", "cohort_table_add_column (decay)", rc);
 	def.name = "max_amount";
 	def.type = COHORT_MAX;
 	def.half_life_ms = 0;
 	if ((rc = cohort_table_add_column(d->t, &def, &d->agg_max)) < 0)
-		return fail("cohort_table_add_column (max)", rc);
+		return bench_fail("store", "cohort_table_add_column (max)", rc);
 	return 0;
 }
 
@@ -501,14 +493,14 @@ static int scan(const bench_ctx *ctx, store_data *d, store_thread **ts,
 		store_thread *st = ts[i];
 		int rc = cohort_filter_new(d->t, &st->filter);
 		if (rc < 0)
-			return fail("cohort_filter_new", rc);
+			return bench_fail("store", "cohort_filter_new", rc);
 		st->root = cohort_filter_and(st->filter,
 			cohort_filter_cmp(st->filter, d->cols[0], COHORT_GT,
 					  cohort_f64(0.5)),
 			cohort_filter_cmp(st->filter, d->cols[1], COHORT_LT,
 					  cohort_f64(0.25)));
 		if (st->root < 0)
-			return fail("building the filter", st->root);
+			return bench_fail("store", "building the filter", st->root);
 	}
 	for (int r = 0; r < n; r++) {
 		bench_result res;
@@ -637,7 +629,7 @@ static int run_all(const bench_ctx *ctx, store_data *d, store_thread **ts)
 	cohort_table_info info;
 	int rc = cohort_table_describe(d->t, &info);
 	if (rc < 0)
-		return fail("cohort_table_describe", rc);
+		return bench_fail("store", "cohort_table_describe", rc);
 	bench_line l = bench_line_make("mem_per_row_35cols",
 				       (double)info.mem_bytes / (double)d->nrows,
 				       "bytes", 0);
@@ -690,7 +682,7 @@ int bench_store(bench_ctx *ctx)
 			ts[i]->fields[c].column = d.cols[c];
 		int e = cohort_batch_new(d.t, d.cols, NCOLS, &ts[i]->batch);
 		if (e < 0) {
-			fail("cohort_batch_new", e);
+			bench_fail("store", "cohort_batch_new", e);
 			goto out;
 		}
 	}

@@ -113,14 +113,6 @@ typedef struct wal_thread {
 	char key[24];
 } wal_thread;
 
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "cohort-bench wal: %s: %s (%d)%s%s\n", what,
-		cohort_strerror(rc), rc, *cohort_errdetail() ? ": " : "",
-		cohort_errdetail());
-	return 1;
-}
-
 static int fail_errno(const char *what, const char *path, int e)
 {
 	fprintf(stderr, "cohort-bench wal: %s %s: %s\n", what, path,
@@ -189,7 +181,7 @@ static int db_open(wal_db *w, cohort_fsync fsync, bool no_uring)
 	o.no_uring = no_uring;
 	int rc = cohort_open(w->dir, &o, &w->db);
 	if (rc < 0)
-		return fail("cohort_open", rc);
+		return bench_fail("wal", "cohort_open", rc);
 	return 0;
 }
 
@@ -197,13 +189,13 @@ static int db_columns(wal_db *w)
 {
 	int rc = cohort_table_open(w->db, "events", &w->t);
 	if (rc < 0)
-		return fail("cohort_table_open", rc);
+		return bench_fail("wal", "cohort_table_open", rc);
 	if ((w->col_n = cohort_table_column(w->t, "n_txn")) < 0)
-		return fail("cohort_table_column (n_txn)", w->col_n);
+		return bench_fail("wal", "cohort_table_column (n_txn)", w->col_n);
 	if ((w->col_decay = cohort_table_column(w->t, "spend_decay")) < 0)
-		return fail("cohort_table_column (spend_decay)", w->col_decay);
+		return bench_fail("wal", "cohort_table_column (spend_decay)", w->col_decay);
 	if ((w->col_max = cohort_table_column(w->t, "max_amount")) < 0)
-		return fail("cohort_table_column (max_amount)", w->col_max);
+		return bench_fail("wal", "cohort_table_column (max_amount)", w->col_max);
 	return 0;
 }
 
@@ -213,7 +205,7 @@ static int db_close(wal_db *w)
 	w->db = NULL;
 	w->t = NULL;
 	if (rc < 0)
-		return fail("cohort_close", rc);
+		return bench_fail("wal", "cohort_close", rc);
 	return 0;
 }
 
@@ -237,7 +229,7 @@ static int db_prefill(wal_db *w)
 		return 1;
 	rc = cohort_table_create(w->db, "events", defs, 3, NULL, &w->t);
 	if (rc < 0)
-		return fail("cohort_table_create", rc);
+		return bench_fail("wal", "cohort_table_create", rc);
 	if (db_columns(w))
 		return 1;
 	fields[0].column = w->col_n;
@@ -249,7 +241,7 @@ static int db_prefill(wal_db *w)
 		size_t len = cust_key(i, key);
 		rc = cohort_put(w->t, key, len, T_LOAD, fields, 3);
 		if (rc < 0)
-			return fail("cohort_put (prefill)", rc);
+			return bench_fail("wal", "cohort_put (prefill)", rc);
 	}
 	return db_close(w);
 }
@@ -266,7 +258,7 @@ static int db_check(const wal_db *w, uint64_t want, const char *when)
 
 	int rc = cohort_batch_new(w->t, &w->col_n, 1, &b);
 	if (rc < 0)
-		return fail("cohort_batch_new", rc);
+		return bench_fail("wal", "cohort_batch_new", rc);
 	for (uint32_t base = 0; base < NCUST; base += CHUNK) {
 		for (uint32_t j = 0; j < CHUNK; j++) {
 			req[j].ptr = keys[j];
@@ -275,7 +267,7 @@ static int db_check(const wal_db *w, uint64_t want, const char *when)
 		rc = cohort_get_many(w->t, req, CHUNK, T_EVENT, b);
 		if (rc < 0) {
 			cohort_batch_free(b);
-			return fail("cohort_get_many (check)", rc);
+			return bench_fail("wal", "cohort_get_many (check)", rc);
 		}
 		const double *v = b->cols[0].values;
 		for (uint32_t j = 0; j < CHUNK; j++) {
@@ -404,7 +396,7 @@ out:
 	if (w.db) {
 		int crc = cohort_close(w.db);
 		if (crc < 0 && rc == 0)
-			rc = fail("cohort_close", crc);
+			rc = bench_fail("wal", "cohort_close", crc);
 	}
 	if (remove_dir(w.dir))
 		rc = 1;
@@ -649,7 +641,7 @@ static int snapshot_figures(const bench_ctx *ctx)
 	cohort_table *t;
 	int e = cohort_table_create(w.db, "wide", defs, SNAP_COLS, NULL, &t);
 	if (e < 0) {
-		fail("cohort_table_create", e);
+		bench_fail("wal", "cohort_table_create", e);
 		goto out;
 	}
 	bench_rng rng;
@@ -661,13 +653,13 @@ static int snapshot_figures(const bench_ctx *ctx)
 			f[i] = (cohort_field){ i, cohort_f32(bench_rng_float(&rng)) };
 		size_t len = cust_key(r, key);
 		if ((e = cohort_put(t, key, len, T_LOAD, f, SNAP_COLS)) < 0) {
-			fail("cohort_put", e);
+			bench_fail("wal", "cohort_put", e);
 			goto out;
 		}
 	}
 	double t0 = bench_now();
 	if ((e = cohort_snapshot(w.db)) < 0) {
-		fail("cohort_snapshot", e);
+		bench_fail("wal", "cohort_snapshot", e);
 		goto out;
 	}
 	double snap_s = bench_now() - t0;

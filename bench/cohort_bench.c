@@ -17,6 +17,7 @@
  * and the median next to it.
  */
 #include "bench_int.h"
+#include "cohort.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -548,6 +549,14 @@ static int run_suite(bench_ctx *ctx, const bench_suite *s)
 	if (rc != 0)
 		fprintf(stderr, "cohort-bench: suite %s failed\n", s->name);
 	return rc;
+}
+
+int bench_fail(const char *suite, const char *what, int rc)
+{
+	fprintf(stderr, "cohort-bench %s: %s: %s (%d)%s%s\n", suite, what,
+		cohort_strerror(rc), rc, *cohort_errdetail() ? ": " : "",
+		cohort_errdetail());
+	return 1;
 }
 
 int main(int argc, char **argv)
