@@ -50,7 +50,7 @@ Q := @
 endif
 
 # ---- sources -------------------------------------------------------------
-INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c index/dist.c index/kmeans.c
+INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c index/dist.c index/kmeans.c index/parallel.c index/persona.c
 # Kernel families: one simde source each, compiled once per SIMD target.
 KERNELS   := index/cmp_kern.c index/dist_kern.c
 SIMD_TARGETS := scalar sse4 avx2 avx512
@@ -61,7 +61,7 @@ FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mpopcnt
 
 STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
 	store/write.c store/read.c store/filter.c store/csv.c \
-	store/io.c store/wal.c store/persist.c store/snapshot.c
+	store/io.c store/wal.c store/persist.c store/snapshot.c store/persona.c
 
 LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/index/crc32c_hw.o \

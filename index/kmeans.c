@@ -11,25 +11,19 @@
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "dist.h"
+#include "parallel.h"
 
-#define NPARTS 16
+#define NPARTS PAR_PARTS
 #define ASSIGN_STEP 256          /* queries per assign call */
 
-/* splitmix64: small, fast, good enough for sampling */
 static uint64_t rnd(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return par_rnd(s);
 }
 
 static double rnd_unit(uint64_t *s)
@@ -40,53 +34,6 @@ static double rnd_unit(uint64_t *s)
 static size_t rnd_below(uint64_t *s, size_t n)
 {
 	return (size_t)(((unsigned __int128)rnd(s) * n) >> 64);
-}
-
-/* ------------------------------------------------------------------------
- * A parallel loop over the NPARTS ranges of n points
- * ------------------------------------------------------------------------ */
-typedef void (*part_fn)(void *ctx, int part, size_t lo, size_t hi);
-
-typedef struct pool {
-	part_fn fn;
-	void *ctx;
-	size_t n;
-	atomic_int next;
-} pool;
-
-static void *pool_worker(void *arg)
-{
-	pool *p = arg;
-	for (;;) {
-		int part = atomic_fetch_add(&p->next, 1);
-		if (part >= NPARTS)
-			break;
-		size_t lo = p->n * (size_t)part / NPARTS;
-		size_t hi = p->n * (size_t)(part + 1) / NPARTS;
-		if (lo < hi)
-			p->fn(p->ctx, part, lo, hi);
-	}
-	return NULL;
-}
-
-static uint32_t thread_count(uint32_t asked)
-{
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t t = asked ? asked : (uint32_t)(cores > 0 ? cores : 1);
-	return t > NPARTS ? NPARTS : t;
-}
-
-static void parallel(uint32_t threads, size_t n, part_fn fn, void *ctx)
-{
-	pool p = { fn, ctx, n, 0 };
-	pthread_t th[NPARTS];
-	uint32_t started = 0;
-	for (uint32_t i = 1; i < threads; i++)
-		if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
-			started++;
-	pool_worker(&p);
-	for (uint32_t i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
 }
 
 /* ------------------------------------------------------------------------
@@ -159,7 +106,7 @@ static int assign_all(const float *x, size_t n, size_t dim, size_t stride,
 	assign_ctx a = { .c = &P, .x = x, .stride = stride, .dim = dim,
 			 .labels = labels, .dists = dists,
 			 .centroids = objective ? centroids : NULL, .old = old };
-	parallel(threads, n, assign_part, &a);
+	par_run(threads, n, assign_part, &a);
 	double sum = 0;
 	size_t ch = 0;
 	for (int p = 0; p < NPARTS; p++) {
@@ -185,7 +132,7 @@ int kmeans_objective(const float *x, size_t n, size_t dim, size_t stride,
 	if (!labels)
 		return -ENOMEM;
 	int rc = assign_all(x, n, dim, stride, centroids, k,
-			    thread_count(threads), labels, NULL, NULL, objective);
+			    par_threads(threads), labels, NULL, NULL, objective);
 	cfree(labels);
 	return rc;
 }
@@ -345,7 +292,7 @@ static int seed_plusplus(const float *x, size_t n, size_t dim, size_t stride,
 				rnd_below(rng, m);
 			c.cand[t] = sample + picks[t] * dim;
 		}
-		parallel(threads, m, seed_part, &c);
+		par_run(threads, m, seed_part, &c);
 		size_t best = 0;
 		double best_pot = INFINITY;
 		for (size_t t = 0; t < c.ntrials; t++) {
@@ -400,7 +347,7 @@ static int lloyd(const float *x, size_t n, size_t dim, size_t stride, size_t k,
 		if (it > 0 && changed == 0 && !repaired_last)
 			break;
 		update_ctx u = { x, stride, dim, k, labels, sums, counts };
-		parallel(threads, n, update_part, &u);
+		par_run(threads, n, update_part, &u);
 		memset(count, 0, k * sizeof(uint64_t));
 		for (size_t c = 0; c < k; c++) {
 			for (int p = 0; p < NPARTS; p++)
@@ -473,7 +420,7 @@ int kmeans_train(const float *x, size_t n, size_t dim, size_t stride,
 	if (opts)
 		o = *opts;
 	uint32_t iters = o.iters ? o.iters : 20;
-	uint32_t threads = thread_count(o.threads);
+	uint32_t threads = par_threads(o.threads);
 	uint64_t rng = o.seed ^ 0x5eed5eed5eed5eedull;
 	/* 32 points per centroid (at least 16 K) is enough for the seeds to
 	 * cover the data; the seeding costs m x k x trials distances */

@@ -484,6 +484,219 @@ bool cohort_bitmap_test(const cohort_bitmap *bm, uint64_t slot);
 const uint64_t *cohort_bitmap_words(const cohort_bitmap *bm);
 void cohort_bitmap_free(cohort_bitmap *bm);
 
+/* ------------------------------------------------------------------------
+ * Personas: K centroids over a table's features, each row kept assigned to
+ * its nearest one (squared Euclidean distance).
+ *
+ * A model's inputs are either one vec column, or up to
+ * COHORT_PERSONA_MAX_INPUTS numeric columns (f32, f64, i32, i64, bool and the aggregates), then
+ * standardised with the mean and standard deviation per column that the
+ * model carries: z = (value - mean) / sd, and a null value counts as the
+ * mean (z = 0). A row with a null vector, or with every numeric input null,
+ * has no persona (COHORT_PERSONA_NONE). Aggregates are taken as stored at
+ * the row's last write (a decay column is not decayed further by the clock).
+ *
+ * Every put, event or delete that changes a row's inputs reassigns the row:
+ * at once, inside the write (COHORT_PERSONA_AT_ONCE), or by a background
+ * worker that takes changed rows in micro-batches within max_delay_ms
+ * (COHORT_PERSONA_BACKGROUND). Either way the new persona is the exact
+ * argmin of the distances; a bound on the runner-up's distance lets most
+ * small changes skip the scan of the K centroids.
+ *
+ * A model has versions: training or uploading makes a new one, built while
+ * reads and writes go on and swapped in at once with every row reassigned;
+ * a reader sees the old version or the new one, never a mix. Models are
+ * logged and snapshotted: they and every row's persona survive a restart.
+ * ------------------------------------------------------------------------ */
+#define COHORT_MAX_MODELS 16       /* persona models per table */
+#define COHORT_MAX_PERSONAS 65536  /* K */
+#define COHORT_PERSONA_NONE UINT32_MAX
+#define COHORT_PERSONA_M_MAX 32    /* nearest personas in one assign */
+#define COHORT_PERSONA_EXPLAIN 8   /* features in an explanation */
+#define COHORT_PERSONA_MAX_INPUTS 64 /* numeric input columns of a model */
+
+typedef enum cohort_persona_mode {
+	COHORT_PERSONA_AT_ONCE = 0,  /* reassigned inside the write */
+	COHORT_PERSONA_BACKGROUND    /* by a worker, within max_delay_ms */
+} cohort_persona_mode;
+
+/* What a model is over and how it is kept current. */
+typedef struct cohort_persona_def {
+	const int *columns;          /* one vec column, or numeric columns */
+	size_t ncolumns;
+	cohort_persona_mode mode;
+	uint32_t max_delay_ms;       /* BACKGROUND: 0 means 10 */
+	uint32_t changes_kept;       /* changes kept for consumers; 0: 65536 */
+} cohort_persona_def;
+
+typedef struct cohort_train_opts {
+	uint32_t k;                  /* personas, 1..COHORT_MAX_PERSONAS */
+	uint32_t iters;              /* 0: 20 */
+	uint64_t seed;
+	uint64_t sample;             /* train on at most this many rows, drawn
+	                                at random; 0: max(256 k, 100000) */
+	uint32_t threads;            /* 0: all cores */
+	bool minibatch;              /* mini-batch k-means (large samples) */
+	bool background;             /* return at once; the new version is
+	                                swapped in when ready */
+} cohort_train_opts;
+
+/*
+ * Train a model on the live table: k-means++ then Lloyd (or mini-batch)
+ * over a sample of the rows that have inputs. A new model needs def; an
+ * existing one is retrained (def NULL, or the same inputs) into a new
+ * version. Persona names are cleared by a retrain (they name old
+ * centroids). COHORT_EINVAL for fewer rows than k, COHORT_EBUSY while the
+ * model is already training, COHORT_EOP for an input of the wrong type.
+ */
+int cohort_persona_train(cohort_table *t, const char *model,
+			 const cohort_persona_def *def,
+			 const cohort_train_opts *opts);
+
+/*
+ * Upload k centroids as a new version of a model (created with def when
+ * new). dim is the number of inputs (numeric) or the vec column's
+ * dimension. centroids: k x dim in the standardised space; mean and sd:
+ * dim each (numeric models; NULL for vec models, or to use the table's
+ * current mean and standard deviation).
+ */
+int cohort_persona_upload(cohort_table *t, const char *model,
+			  const cohort_persona_def *def, uint32_t k,
+			  uint32_t dim, const float *centroids,
+			  const double *mean, const double *sd);
+
+/* Name persona p of the model's current version ("" clears it). */
+int cohort_persona_name(cohort_table *t, const char *model, uint32_t p,
+			const char *name);
+
+/* Drop a model: its assignments and change feed go with it. */
+int cohort_persona_drop(cohort_table *t, const char *model);
+
+typedef struct cohort_persona_info {
+	uint64_t version;            /* 1, 2, ... per swap */
+	uint32_t k, dim;             /* personas; inputs after expansion */
+	size_t ncolumns;             /* input columns */
+	int columns[COHORT_PERSONA_MAX_INPUTS]; /* their ids */
+	cohort_persona_mode mode;
+	uint32_t max_delay_ms;
+	bool training;               /* a new version is being built */
+	uint64_t pending;            /* changed rows not yet reassigned */
+	uint64_t assigned;           /* rows with a persona */
+} cohort_persona_info;
+
+/* Model names of a table: *n gets their number, names[i] (up to max) their
+ * names, owned by the table. */
+int cohort_persona_models(const cohort_table *t, const char **names,
+			  size_t max, size_t *n);
+int cohort_persona_describe(const cohort_table *t, const char *model,
+			    cohort_persona_info *out);
+
+/*
+ * Persona p of the current version: its name (NULL if unnamed; valid until
+ * the next name change or version), its centroid in input terms (dim
+ * values: for numeric inputs the standardisation undone, so in the
+ * columns' units), its size (rows assigned) and the typical distance of its
+ * members (their mean distance at the time of the swap). Any out may be
+ * NULL.
+ */
+int cohort_persona_centroid(const cohort_table *t, const char *model,
+			    uint32_t p, const char **name, double *centroid,
+			    uint64_t *size, double *typical);
+
+/* Sizes of all personas: sizes[0..k) (k from describe; n is the room in
+ * sizes), from one version, whose number goes to *version: one consistent
+ * cut (taken under the table's read locks), so they sum to the rows that
+ * have a persona at that instant. */
+int cohort_persona_sizes(const cohort_table *t, const char *model,
+			 uint64_t *sizes, size_t n, uint64_t *version);
+
+/* The persona a row is kept in, as maintained: what sizes and members
+ * count. pending is true when a change of the row is waiting for the
+ * background worker, lag_ms how long the oldest waiting change has waited. */
+typedef struct cohort_persona_state {
+	int status;                  /* cohort_row_status */
+	uint32_t persona;            /* COHORT_PERSONA_NONE: no inputs */
+	float distance;
+	uint64_t version;
+	bool pending;
+	uint32_t lag_ms;
+} cohort_persona_state;
+
+int cohort_persona_get(const cohort_table *t, const char *model,
+		       const void *key, size_t key_len,
+		       cohort_persona_state *out);
+
+typedef struct cohort_persona_feature {
+	int column;                  /* input column */
+	uint32_t element;            /* vec models: the vector element */
+	double value;                /* the row's value (input units) */
+	double centroid;             /* the persona's centroid there */
+	double contribution;         /* its share of the margin over the
+	                                runner-up persona (squared, in the
+	                                standardised space); they sum to
+	                                d(runner-up)^2 - d(persona)^2 over
+	                                all inputs */
+} cohort_persona_feature;
+
+typedef struct cohort_persona_result {
+	uint64_t version;
+	uint32_t persona;            /* nearest; COHORT_PERSONA_NONE: no inputs */
+	float distance;
+	float anomaly;               /* distance / the persona's typical distance */
+	size_t m;                    /* nearest personas, nearest first */
+	uint32_t nearest[COHORT_PERSONA_M_MAX];
+	float distances[COHORT_PERSONA_M_MAX];
+	size_t nexplain;
+	cohort_persona_feature explain[COHORT_PERSONA_EXPLAIN];
+} cohort_persona_result;
+
+/* Assign a row from its current values: the m (1..COHORT_PERSONA_M_MAX,
+ * at most k) nearest personas, explanation and anomaly score. Returns the
+ * row's status; the result is filled only when PRESENT. */
+int cohort_persona_assign(const cohort_table *t, const char *model,
+			  const void *key, size_t key_len, size_t m,
+			  cohort_persona_result *out);
+
+/* Assign an ad-hoc customer: values[i] for input column i of the model
+ * (numeric values or null; for a vec model one COHORT_VEC value). */
+int cohort_persona_assign_values(const cohort_table *t, const char *model,
+				 const cohort_value *values, size_t n,
+				 size_t m, cohort_persona_result *out);
+
+/*
+ * The keys of persona p's members that match filter root (f may be NULL:
+ * every member), at time `at`, under the table's read locks (one
+ * consistent cut; cb must not write to the table). *count (may be NULL)
+ * gets the number of matching members. Returns 0 or cb's nonzero value.
+ */
+int cohort_persona_members(const cohort_table *t, const char *model,
+			   uint32_t p, const cohort_filter *f, int root,
+			   cohort_time at, cohort_key_cb cb, void *ctx,
+			   uint64_t *count);
+
+/* A change of a row's persona. A retrain publishes one change with an
+ * empty key and old == new == COHORT_PERSONA_NONE: every row was
+ * reassigned to the new version (read sizes and members again). */
+typedef struct cohort_persona_change {
+	uint64_t seq;                /* 1, 2, ... in publication order */
+	cohort_time time;            /* the write's event time */
+	uint64_t version;
+	uint32_t old_persona, new_persona;
+	uint32_t key_len;
+	char key[COHORT_MAX_KEY];
+} cohort_persona_change;
+
+/*
+ * Take the changes after *cursor (0 at first) in order, up to max of them;
+ * returns how many and advances *cursor. The model keeps its last
+ * changes_kept changes; *lost (may be NULL) gets how many the consumer
+ * missed since *cursor because they had been dropped. The feed starts
+ * empty when the database is opened.
+ */
+int cohort_persona_changes(const cohort_table *t, const char *model,
+			   uint64_t *cursor, cohort_persona_change *out,
+			   size_t max, uint64_t *lost);
+
 #ifdef __cplusplus
 }
 #endif

@@ -640,37 +640,40 @@ static int ctx_resolve(evalctx *x)
 }
 
 /*
- * Evaluate root; for every chunk, the matching rows go to words (if not
- * NULL) and to cb (if not NULL, still under the locks). *nbits gets the
- * slots covered.
+ * Evaluate root over every chunk, the caller holding every stripe; f NULL
+ * matches every live row. restrict (may be NULL) may clear bits of a
+ * chunk's matches before they are counted. The matching rows go to words
+ * (if not NULL) and to cb (if not NULL). *nbits gets the slots covered.
  */
-static int run(const cohort_filter *f, int root, cohort_time at,
-	       uint64_t **words, uint64_t *nbits, uint64_t *count,
-	       cohort_key_cb cb, void *ctx)
+static int run_locked(const cohort_table *t, const cohort_filter *f,
+		      int root, cohort_time at, chunk_restrict_fn restrict_fn,
+		      void *rctx, uint64_t **words, uint64_t *nbits,
+		      uint64_t *count, cohort_key_cb cb, void *ctx)
 {
-	if (!f)
-		return seterr(COHORT_EINVAL, "filter is NULL");
-	int rc = operand_check(f, root);
-	if (rc)
-		return rc;
-	const cohort_table *t = f->t;
+	int rc = 0;
 	evalctx x = { .f = f, .k = cmp_get(), .at = time_resolve(at) };
-	size_t n = f->n;
-	x.T = caligned(64, n * CHUNK_WORDS * 8);
-	x.F = caligned(64, n * CHUNK_WORDS * 8);
-	x.needF = ccalloc(n, sizeof(bool));
-	x.code = ccalloc(n, sizeof(int64_t));
-	x.codeset = ccalloc(n, sizeof(uint64_t *));
-	x.codeset_n = ccalloc(n, sizeof(uint32_t));
-	if (!x.T || !x.F || !x.needF || !x.code || !x.codeset || !x.codeset_n) {
-		ctx_free(&x);
-		return seterr(COHORT_ENOMEM, "filter: out of memory");
+	if (f) {
+		rc = operand_check(f, root);
+		if (rc)
+			return rc;
+		size_t n = f->n;
+		x.T = caligned(64, n * CHUNK_WORDS * 8);
+		x.F = caligned(64, n * CHUNK_WORDS * 8);
+		x.needF = ccalloc(n, sizeof(bool));
+		x.code = ccalloc(n, sizeof(int64_t));
+		x.codeset = ccalloc(n, sizeof(uint64_t *));
+		x.codeset_n = ccalloc(n, sizeof(uint32_t));
+		if (!x.T || !x.F || !x.needF || !x.code || !x.codeset ||
+		    !x.codeset_n) {
+			ctx_free(&x);
+			return seterr(COHORT_ENOMEM, "filter: out of memory");
+		}
+		mark_needs(&x, root, true, false);
+		rc = ctx_resolve(&x);
 	}
-	mark_needs(&x, root, true, false);
 	uint64_t live[CHUNK_WORDS] __attribute__((aligned(64)));
+	uint64_t all[CHUNK_WORDS] __attribute__((aligned(64)));
 
-	table_rdlock_all(t);
-	rc = ctx_resolve(&x);
 	uint32_t nchunks = atomic_load(&((cohort_table *)t)->nchunks);
 	*nbits = (uint64_t)nchunks * CHUNK_ROWS;
 	if (rc == 0 && words) {
@@ -695,8 +698,19 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 				 live);
 			lv = live;
 		}
-		eval_node(&x, root, ci);
-		uint64_t *T = x.T + (size_t)root * CHUNK_WORDS;
+		uint64_t *T = all;
+		if (f) {
+			eval_node(&x, root, ci);
+			T = x.T + (size_t)root * CHUNK_WORDS;
+		} else {
+			memcpy(all, lv, sizeof(all));
+		}
+		if (restrict_fn) {
+			/* matches are T & lv: make T exactly that first */
+			for (uint32_t w = 0; f && w < CHUNK_WORDS; w++)
+				T[w] &= lv[w];
+			restrict_fn(ci, T, rctx);
+		}
 		total += x.k->mask_count(T, lv, CHUNK_WORDS);
 		if (words)
 			memcpy(*words + (size_t)ci * CHUNK_WORDS, T,
@@ -711,7 +725,6 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 			}
 		}
 	}
-	table_unlock_all(t);
 	ctx_free(&x);
 	if (rc) {
 		if (words) {
@@ -723,6 +736,31 @@ static int run(const cohort_filter *f, int root, cohort_time at,
 	if (count)
 		*count = total;
 	return stop;
+}
+
+int filter_scan_locked(const cohort_table *t, const cohort_filter *f,
+		       int root, cohort_time at, chunk_restrict_fn restrict_fn,
+		       void *rctx, cohort_key_cb cb, void *ctx,
+		       uint64_t *count)
+{
+	if (f && f->t != t)
+		return seterr(COHORT_EINVAL, "filter is on another table");
+	uint64_t nbits;
+	return run_locked(t, f, root, at, restrict_fn, rctx, NULL, &nbits,
+			  count, cb, ctx);
+}
+
+static int run(const cohort_filter *f, int root, cohort_time at,
+	       uint64_t **words, uint64_t *nbits, uint64_t *count,
+	       cohort_key_cb cb, void *ctx)
+{
+	if (!f)
+		return seterr(COHORT_EINVAL, "filter is NULL");
+	table_rdlock_all(f->t);
+	int rc = run_locked(f->t, f, root, at, NULL, NULL, words, nbits,
+			    count, cb, ctx);
+	table_unlock_all(f->t);
+	return rc;
 }
 
 int cohort_filter_count(const cohort_filter *f, int root, cohort_time at,

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "persist_int.h"
+#include "persona_int.h"
 #include "snapshot_int.h"
 #include "wal_int.h"
 
@@ -398,6 +398,10 @@ static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
 	case REC_EVENT:
 	case REC_DELETE:
 		return replay_row(db, &r, lsn, type);
+	case REC_PERSONA_MODEL:
+	case REC_PERSONA_NAME:
+	case REC_PERSONA_DROP:
+		return persona_replay(db, type, &r, lsn);
 	default:
 		return bad_record(lsn, "unknown record type");
 	}

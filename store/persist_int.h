@@ -18,7 +18,10 @@ enum rec_type {
 	REC_ADD_COLUMN = 2,
 	REC_PUT = 3,
 	REC_EVENT = 4,
-	REC_DELETE = 5
+	REC_DELETE = 5,
+	REC_PERSONA_MODEL = 6,   /* a model's new version (persona.c) */
+	REC_PERSONA_NAME = 7,
+	REC_PERSONA_DROP = 8
 };
 
 /* A record being built: starts in a small inline buffer. */

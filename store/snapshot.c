@@ -24,7 +24,7 @@
 
 #include "crc32c.h"
 #include "io_int.h"
-#include "persist_int.h"
+#include "persona_int.h"
 #include "snapshot_int.h"
 #include "wal_int.h"
 
@@ -33,7 +33,7 @@
 #define SEC_HEADER 24
 #define OUT_BUF (1u << 20)
 
-enum { SEC_TABLE = 1, SEC_KEYS, SEC_TIMES, SEC_COLUMN, SEC_END };
+enum { SEC_TABLE = 1, SEC_KEYS, SEC_TIMES, SEC_COLUMN, SEC_END, SEC_PERSONA };
 
 /* ------------------------------------------------------------------------
  * Writing
@@ -318,6 +318,24 @@ int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn)
 	out_raw(&o, h, sizeof(h));
 	for (uint32_t i = 0; i < ntables && !o.err; i++)
 		write_table(&o, db->tables[i]);
+	/* persona models after every table: each is rebuilt over its rows */
+	for (uint32_t i = 0; i < ntables && !o.err; i++) {
+		cohort_table *t = db->tables[i];
+		int nm = atomic_load(&t->nmodels);
+		for (int j = 0; j < nm && !o.err; j++) {
+			recbuf rec;
+			rec_init(&rec);
+			int prc = persona_encode(t, j, &rec);
+			if (prc < 0)
+				o.err = -ENOMEM;
+			if (prc == 0) {
+				sec_begin(&o);
+				out_put(&o, rec.p, rec.len);
+				sec_end(&o, SEC_PERSONA, i, (uint32_t)j);
+			}
+			rec_free(&rec);
+		}
+	}
 	sec_begin(&o);
 	sec_end(&o, SEC_END, 0, 0);
 	out_flush(&o);
@@ -892,7 +910,8 @@ static void *load_worker(void *arg)
 }
 
 /* Walk the sections as they arrive, creating tables and queueing jobs. */
-static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables)
+static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables,
+		    section **personas, size_t *npersonas)
 {
 	int rc = 0;
 	for (uint32_t ti = 0; ti < ntables && rc == 0; ti++) {
@@ -948,7 +967,7 @@ static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables)
 			}
 		}
 	}
-	if (rc == 0) {
+	for (bool end = false; rc == 0 && !end;) {
 		section se;
 		rc = feed_wait(f, r->path, r->off + SEC_HEADER);
 		if (rc == 0)
@@ -957,8 +976,21 @@ static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables)
 			rc = feed_wait(f, r->path, r->off);
 		if (rc == 0)
 			rc = section_verify(r, &se);
-		if (rc == 0 && (se.kind != SEC_END || r->off != r->len))
+		if (rc)
+			break;
+		if (se.kind == SEC_PERSONA && se.table < ntables) {
+			section *p = crealloc(*personas,
+					      (*npersonas + 1) * sizeof(section));
+			if (!p)
+				return seterr(COHORT_ENOMEM, "snapshot: out of "
+					      "memory");
+			p[(*npersonas)++] = se;
+			*personas = p;
+			continue;
+		}
+		if (se.kind != SEC_END || r->off != r->len)
 			rc = corrupt(r, se.at, "bad end of snapshot");
+		end = true;
 	}
 	return rc;
 }
@@ -1022,8 +1054,10 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 			rc = corrupt(&r, 0, "bad header");
 	}
 	r.off = 28;
+	section *personas = NULL;
+	size_t npersonas = 0;
 	if (rc == 0)
-		rc = discover(db, &r, &f, &l, ntables);
+		rc = discover(db, &r, &f, &l, ntables, &personas, &npersonas);
 	pthread_mutex_lock(&l.mu);
 	l.done = true;
 	pthread_cond_broadcast(&l.cv);
@@ -1058,6 +1092,14 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		rc = seterr(j->rc, "%s", j->msg);
 		break;
 	}
+	/* persona models last: their versions are built over the rows */
+	for (size_t i = 0; i < npersonas && rc == 0; i++) {
+		bytes_in b = { personas[i].p, personas[i].len, 0, false };
+		rc = persona_replay(db, REC_PERSONA_MODEL, &b, 0);
+		if (rc == COHORT_ECORRUPT)
+			rc = corrupt(&r, personas[i].at, "bad persona section");
+	}
+	cfree(personas);
 	cfree(l.jobs);
 	pthread_mutex_destroy(&l.mu);
 	pthread_cond_destroy(&l.cv);

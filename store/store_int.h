@@ -172,6 +172,12 @@ struct cohort_table {
 	retired *old;                    /* retired directories */
 	atomic_ulong nrows;
 
+	/* persona models (persona_int.h): changed with every stripe held
+	 * exclusively; plock for readers that hold no stripe */
+	pthread_rwlock_t plock;
+	atomic_int nmodels;
+	struct pmodel *models[COHORT_MAX_MODELS];
+
 	stripe stripes[NSTRIPES];
 };
 
@@ -245,6 +251,13 @@ static inline void table_rdlock_all(const cohort_table *t)
 		pthread_rwlock_rdlock(&((cohort_table *)t)->stripes[i].lock);
 }
 
+/* Every stripe exclusive: no reader or writer of any row is inside. */
+static inline void table_wrlock_all(cohort_table *t)
+{
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_rwlock_wrlock(&t->stripes[i].lock);
+}
+
 static inline void table_unlock_all(const cohort_table *t)
 {
 	for (int i = NSTRIPES - 1; i >= 0; i--)
@@ -307,6 +320,16 @@ int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
 			  size_t n);
 /* Remove the entry of a present slot. */
 void keymap_remove(stripe *s, uint64_t hash, uint32_t slot);
+
+/* ---- filters (filter.c) ---- */
+/* Clears the bits of a chunk's matches that are not wanted. */
+typedef void (*chunk_restrict_fn)(uint32_t chunk, uint64_t *words, void *ctx);
+/* Evaluate filter root (f NULL: every live row) with every stripe of t
+ * held by the caller, restricted per chunk, calling cb per matching key. */
+int filter_scan_locked(const cohort_table *t, const cohort_filter *f,
+		       int root, cohort_time at, chunk_restrict_fn restrict_fn,
+		       void *rctx, cohort_key_cb cb, void *ctx,
+		       uint64_t *count);
 
 /* ---- bounded little-endian reads of encoded bytes (log records,
  * snapshot sections): a read past the end yields 0 / NULL and sets bad,

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "persist_int.h"
+#include "persona_int.h"
 
 /* ------------------------------------------------------------------------
  * Database
@@ -69,8 +69,11 @@ int cohort_close(cohort_db *db)
 {
 	if (!db)
 		return 0;
-	int rc = persist_close(db);
 	size_t n = atomic_load(&db->ntables);
+	/* persona workers and trainers stop before the log closes */
+	for (size_t i = 0; i < n; i++)
+		persona_table_free(db->tables[i]);
+	int rc = persist_close(db);
 	for (size_t i = 0; i < n; i++)
 		table_free(db->tables[i]);
 	pthread_mutex_destroy(&db->lock);
@@ -311,6 +314,13 @@ static int chunk_add(cohort_table *t)
 			tabchunk_free(t, &tc);
 			return COHORT_ENOMEM;
 		}
+	}
+	int prc = persona_chunk_add(t, n);
+	if (prc) {
+		for (int j = 0; j < ncols; j++)
+			colchunk_free(t, &atomic_load(&t->cols[j]->dir)[n]);
+		tabchunk_free(t, &tc);
+		return prc;
 	}
 	atomic_load(&t->tdir)[n] = tc;
 	atomic_store_explicit(&t->nchunks, n + 1, memory_order_release);
@@ -564,6 +574,7 @@ static void table_free(cohort_table *t)
 {
 	if (!t)
 		return;
+	persona_table_free(t);
 	uint32_t n = atomic_load(&t->nchunks);
 	int ncols = table_ncols(t);
 	for (int i = 0; i < ncols; i++)
@@ -584,6 +595,7 @@ static void table_free(cohort_table *t)
 		if (t->stripes[i].entries)
 			keymap_free(&t->stripes[i], &t->mem);
 	pthread_mutex_destroy(&t->alloc_lock);
+	pthread_rwlock_destroy(&t->plock);
 	cfree(t);
 }
 
@@ -619,6 +631,7 @@ int cohort_table_create(cohort_db *db, const char *name,
 		}
 	}
 	pthread_mutex_init(&t->alloc_lock, NULL);
+	pthread_rwlock_init(&t->plock, NULL);
 	for (int i = 0; i < NSTRIPES && rc == 0; i++)
 		rc = keymap_init(&t->stripes[i], &t->mem);
 	if (rc == 0) {

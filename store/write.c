@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "persist_int.h"
+#include "persona_int.h"
 
 /* An update checked against its column, value converted to the column. */
 typedef struct prep {
@@ -450,6 +450,21 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 				table_slot_free(t, slot);
 		}
 	}
+	/* Persona models whose inputs this write changes: their features
+	 * before it (the write's last chance to fail for lack of memory). */
+	pw_ctx pw;
+	pw.n = 0;
+	pw.heap = NULL;
+	if (rc == 0 && persona_active(t)) {
+		uint64_t cols[COHORT_MAX_COLUMNS / 64] = { 0 };
+		for (size_t k = 0; k < npend; k++)
+			cols[pend[k].col >> 6] |= UINT64_C(1) << (pend[k].col & 63);
+		rc = pw_begin(t, &pw, slot, h, fresh, reset, cols);
+		if (rc && fresh) {
+			keymap_remove(s, h, slot);
+			table_slot_free(t, slot);
+		}
+	}
 	/* Logged under the stripe lock, so the LSN order of a key's writes is
 	 * their order here, and only once nothing else can fail. */
 	if (rc == 0 && rec) {
@@ -467,8 +482,12 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 		int64_t *rt = &tab_chunk(t, slot)->time[slot_off(slot)];
 		if (fresh || reset || time > *rt)
 			*rt = time;
+		if (pw.n)
+			pw_commit(t, &pw, time, key, (uint32_t)key_len);
 	}
 	pthread_rwlock_unlock(&s->lock);
+	if (pw.n || pw.heap)
+		pw_end(t, &pw);
 	if (pend != stack_pend)
 		cfree(pend);
 	return rc;
@@ -588,6 +607,9 @@ int cohort_delete(cohort_table *t, const void *key, size_t key_len)
 	if (slot >= 0 && t->db->wal)
 		rc = persist_log(t->db, REC_DELETE, &rec, &lsn);
 	if (slot >= 0 && rc == 0) {
+		if (persona_active(t))
+			persona_row_deleted(t, (uint32_t)slot, key,
+					    (uint32_t)key_len);
 		keymap_remove(s, h, (uint32_t)slot);
 		table_slot_free(t, (uint32_t)slot);
 	}
