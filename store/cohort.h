@@ -537,8 +537,11 @@ typedef struct cohort_train_opts {
 	                                at random; 0: max(256 k, 100000) */
 	uint32_t threads;            /* 0: all cores */
 	bool minibatch;              /* mini-batch k-means (large samples) */
-	bool background;             /* return at once; the new version is
-	                                swapped in when ready */
+	bool background;             /* retrain: return at once; the new
+	                                version is swapped in when ready
+	                                (describe says training until then).
+	                                A new model is always trained before
+	                                the call returns. */
 } cohort_train_opts;
 
 /*

@@ -1844,7 +1844,9 @@ int cohort_persona_describe(const cohort_table *t, const char *model,
 		       (size_t)m->ninputs * sizeof(int));
 		out->mode = m->mode;
 		out->max_delay_ms = m->max_delay_ms;
+		pthread_mutex_lock(&m->train_mu);
 		out->training = m->next != NULL || m->training;
+		pthread_mutex_unlock(&m->train_mu);
 		pthread_mutex_lock(&m->qmu);
 		out->pending = m->qlen;
 		pthread_mutex_unlock(&m->qmu);
