@@ -19,7 +19,8 @@ endif
 
 # Packages the build needs on Debian 12; `make` installs the missing ones.
 PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config \
-	python3-faiss python3-numpy libopenblas0-pthread
+	python3-faiss python3-numpy libopenblas0-pthread dataset-fashion-mnist \
+	g++ zlib1g-dev libhnswlib-dev gnuplot-nox
 DEPS_STAMP := build/.deps-ok
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -33,8 +34,17 @@ CFLAGS += -std=c11 -g -fno-omit-frame-pointer -pthread -D_GNU_SOURCE \
 	$(WARN) -Istore -Iindex -MMD -MP
 LDLIBS := -luring -lm -pthread
 
+# C++ only for the peer shims of cohort-bench (bench/*.cc: hnswlib is a
+# header-only C++ library), compiled for the cpu at hand as hnswlib's own
+# Python package is, so that the peer runs at its best.
+CXXFLAGS ?= -O2
+CXXFLAGS += -std=c++17 -g -fno-omit-frame-pointer -pthread -march=native \
+	$(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN)) \
+	-Ibench -MMD -MP
+
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+CXXFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
 MALLOC := libc
 endif
@@ -50,7 +60,7 @@ Q := @
 endif
 
 # ---- sources -------------------------------------------------------------
-INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c index/dist.c index/kmeans.c index/parallel.c index/persona.c
+INDEX_SRC := index/alloc.c index/simd.c index/cmp.c index/crc32c.c index/dist.c index/kmeans.c index/parallel.c index/persona.c index/hnsw.c
 # Kernel families: one simde source each, compiled once per SIMD target.
 KERNELS   := index/cmp_kern.c index/dist_kern.c
 SIMD_TARGETS := scalar sse4 avx2 avx512
@@ -71,6 +81,7 @@ LIB     := $(BUILD)/libcohort.a
 DEMO    := $(BUILD)/cohort-demo
 BENCH   := $(BUILD)/cohort-bench
 BENCH_SRC := $(wildcard bench/*.c)
+BENCH_CXX := $(wildcard bench/*.cc)
 TESTS   := $(BUILD)/cohort-tests
 TEST_SRC := $(wildcard tests/*/*.c)
 PROGRAMS := $(DEMO) $(BENCH)
@@ -82,7 +93,7 @@ all: $(LIB) $(PROGRAMS)
 
 # ---- dependencies --------------------------------------------------------
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@missing=""; for p in $(PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
 			|| missing="$$missing $$p"; done; \
@@ -109,6 +120,11 @@ $(BUILD)/%.$(1).o: %.c | $(DEPS_STAMP)
 endef
 $(foreach t,$(SIMD_TARGETS),$(eval $(call kernel_rule,$(t))))
 
+$(BUILD)/%.o: %.cc | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+
 $(BUILD)/index/crc32c_hw.o: CFLAGS += -msse4.2
 
 $(LIB): $(LIB_OBJ)
@@ -119,9 +135,11 @@ $(DEMO): $(BUILD)/store/demo.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIB)
+# linked by the C++ driver for the shims' C++ runtime; -lz reads the
+# gzip'd data sets of the ann suite
+$(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BENCH_CXX:%.cc=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lz -o $@
 
 $(TESTS): $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LD      $@")

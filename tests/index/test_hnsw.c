@@ -1,0 +1,393 @@
+/*
+ * test_hnsw.c -- the HNSW graph on its own: recall@10 against exact search
+ * on Fashion-MNIST (Debian's dataset-fashion-mnist) and on clustered
+ * vectors, after churn (30% deleted, 30% re-inserted, reclaimed), with an
+ * allowed set at 50% and 5% (exactly k results whenever k rows pass),
+ * inner product, and inserts, deletes and searches on several threads.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "hnsw.h"
+
+#define K 10
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+
+static uint64_t rs = 7;
+
+static double urand(void)
+{
+	uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+}
+
+static double gauss(void)
+{
+	double u = urand() + 1e-12, v = urand();
+	return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* n clustered vectors of dim d in [-1, 1]-ish */
+static float *clustered(size_t n, size_t d, size_t nclust)
+{
+	float *c = malloc(nclust * d * sizeof(float));
+	float *x = malloc(n * d * sizeof(float));
+	for (size_t i = 0; i < nclust * d; i++)
+		c[i] = (float)(urand() * 2 - 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t k = (size_t)(urand() * nclust);
+		for (size_t j = 0; j < d; j++)
+			x[i * d + j] = c[k * d + j] + (float)(0.15 * gauss());
+	}
+	free(c);
+	return x;
+}
+
+typedef struct data {
+	const float *x;
+	size_t d;
+	const uint8_t *alive;     /* NULL: all */
+	const uint8_t *allowed;   /* NULL: all */
+} data;
+
+static const float *vec_of(void *ctx, uint64_t label, float *buf)
+{
+	(void)buf;
+	const data *D = ctx;
+	if (D->alive && !D->alive[label])
+		return NULL;
+	return D->x + label * D->d;
+}
+
+static bool allow_of(void *ctx, uint64_t label)
+{
+	const data *D = ctx;
+	return D->allowed[label];
+}
+
+/* Exact top-K labels of q among live, allowed rows. */
+static size_t exact(const data *D, size_t n, const float *q, bool ip,
+		    uint64_t *out)
+{
+	const dist_kernels *k = dist_get();
+	float best[K];
+	size_t have = 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((D->alive && !D->alive[i]) || (D->allowed && !D->allowed[i]))
+			continue;
+		float d = ip ? -k->ip(q, D->x + i * D->d, D->d) :
+			k->l2sq(q, D->x + i * D->d, D->d);
+		if (have == K && d >= best[K - 1])
+			continue;
+		size_t r = have < K ? have++ : K - 1;
+		while (r > 0 && best[r - 1] > d) {
+			best[r] = best[r - 1];
+			out[r] = out[r - 1];
+			r--;
+		}
+		best[r] = d;
+		out[r] = i;
+	}
+	return have;
+}
+
+/* recall@K of nq queries; every query must return min(K, matching). */
+static double recall(hnsw *h, const data *D, size_t n, const float *qs,
+		     size_t nq, size_t ef, bool ip)
+{
+	size_t hit = 0, want = 0;
+	for (size_t q = 0; q < nq; q++) {
+		uint64_t truth[K];
+		size_t nt = exact(D, n, qs + q * D->d, ip, truth);
+		hnsw_query qp = { .k = K, .ef = ef, .rerank = ef,
+				  .vec = vec_of, .vec_ctx = (void *)D,
+				  .allow = D->allowed ? allow_of : NULL,
+				  .allow_ctx = (void *)D };
+		hnsw_hit hits[K];
+		size_t got;
+		cr_assert_eq(hnsw_search(h, qs + q * D->d, &qp, hits, &got), 0);
+		cr_assert_eq(got, nt, "query %zu: %zu results, %zu match", q,
+			     got, nt);
+		for (size_t i = 0; i < got; i++) {
+			cr_assert(!D->alive || D->alive[hits[i].label],
+				  "a deleted row came back");
+			cr_assert(!D->allowed || D->allowed[hits[i].label],
+				  "a row outside the allowed set came back");
+			for (size_t j = 0; j < nt; j++)
+				hit += hits[i].label == truth[j];
+		}
+		want += nt;
+	}
+	return want ? (double)hit / (double)want : 1.0;
+}
+
+static hnsw *build(const float *x, size_t n, size_t d, float lo, float hi,
+		   int metric)
+{
+	hnsw_params p = { .dim = (uint32_t)d, .metric = metric, .M = 16,
+			  .ef_construction = 200, .lo = lo, .hi = hi,
+			  .seed = 1 };
+	hnsw *h;
+	cr_assert_eq(hnsw_new(&p, &h), 0);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(hnsw_insert(h, x + i * d, i, NULL), 0);
+	return h;
+}
+
+Test(hnsw, clustered_recall)
+{
+	size_t n = 20000, d = 32, nq = 200;
+	float *x = clustered(n + nq, d, 50);
+	hnsw *h = build(x, n, d, -2, 2, HNSW_L2);
+	data D = { x, d, NULL, NULL };
+	double r = recall(h, &D, n, x + n * d, nq, 64, false);
+	cr_assert(r >= 0.95, "recall@10 %.4f", r);
+	hnsw_stats st;
+	hnsw_get_stats(h, &st);
+	cr_assert_eq(st.nodes, n);
+	hnsw_free(h);
+	free(x);
+}
+
+Test(hnsw, inner_product)
+{
+	size_t n = 10000, d = 24, nq = 100;
+	float *x = clustered(n + nq, d, 30);
+	hnsw *h = build(x, n, d, -2, 2, HNSW_IP);
+	data D = { x, d, NULL, NULL };
+	double r = recall(h, &D, n, x + n * d, nq, 128, true);
+	cr_assert(r >= 0.95, "recall@10 %.4f", r);
+	hnsw_free(h);
+	free(x);
+}
+
+Test(hnsw, churn_keeps_recall)
+{
+	size_t n = 20000, d = 32, nq = 200;
+	float *x = clustered(2 * n + nq, d, 50);
+	hnsw *h = build(x, n, d, -2, 2, HNSW_L2);
+	uint8_t *alive = calloc(2 * n, 1);
+	uint32_t *node = malloc(2 * n * sizeof(uint32_t));
+	/* nodes were numbered in insertion order */
+	for (size_t i = 0; i < n; i++) {
+		alive[i] = 1;
+		node[i] = (uint32_t)i;
+	}
+	/* delete 30%; "update" another 30%: delete, insert the new vector
+	 * under a new label (rows n..2n hold the new vectors) */
+	for (size_t i = 0; i < n; i++) {
+		double u = urand();
+		if (u < 0.6) {
+			cr_assert_eq(hnsw_delete(h, node[i]), 0);
+			alive[i] = 0;
+		}
+		if (u >= 0.3 && u < 0.6) {
+			cr_assert_eq(hnsw_insert(h, x + (n + i) * d, n + i,
+						 &node[n + i]), 0);
+			alive[n + i] = 1;
+		}
+	}
+	cr_assert_eq(hnsw_delete(h, node[0]) == -ENOENT || alive[0], true);
+	data D = { x, d, alive, NULL };
+	double r = recall(h, &D, 2 * n, x + 2 * n * d, nq, 64, false);
+	cr_assert(r >= 0.95, "recall@10 after churn %.4f", r);
+	size_t freed = hnsw_reclaim(h);
+	hnsw_stats st;
+	hnsw_get_stats(h, &st);
+	cr_assert_eq(st.deleted, 0);
+	cr_assert(freed > n / 2);
+	r = recall(h, &D, 2 * n, x + 2 * n * d, nq, 64, false);
+	cr_assert(r >= 0.95, "recall@10 after reclaim %.4f", r);
+	/* freed numbers are reused */
+	uint32_t nn;
+	cr_assert_eq(hnsw_insert(h, x, 0, &nn), 0);
+	cr_assert(nn < 2 * n);
+	hnsw_free(h);
+	free(alive);
+	free(node);
+	free(x);
+}
+
+Test(hnsw, allowed_sets_give_k_results)
+{
+	size_t n = 20000, d = 32, nq = 100;
+	float *x = clustered(n + nq, d, 50);
+	hnsw *h = build(x, n, d, -2, 2, HNSW_L2);
+	uint8_t *allowed = malloc(n);
+	double sel[] = { 0.5, 0.05 };
+	for (int s = 0; s < 2; s++) {
+		for (size_t i = 0; i < n; i++)
+			allowed[i] = urand() < sel[s];
+		data D = { x, d, NULL, allowed };
+		double r = recall(h, &D, n, x + n * d, nq, 64, false);
+		cr_assert(r >= 0.95, "recall@10 at %.0f%%: %.4f", sel[s] * 100,
+			  r);
+	}
+	/* fewer rows pass than k: all of them come back */
+	memset(allowed, 0, n);
+	allowed[5] = allowed[17] = allowed[4000] = 1;
+	data D = { x, d, NULL, allowed };
+	recall(h, &D, n, x + n * d, 5, 64, false);
+	hnsw_free(h);
+	free(allowed);
+	free(x);
+}
+
+/* ---- threads ---- */
+typedef struct tctx {
+	hnsw *h;
+	const float *x;
+	size_t d, lo, hi;
+	int kind;                 /* 0 insert, 1 delete, 2 search */
+	uint32_t *node;
+	atomic_int *done;
+} tctx;
+
+static void *worker(void *arg)
+{
+	tctx *t = arg;
+	if (t->kind == 0) {
+		for (size_t i = t->lo; i < t->hi; i++)
+			cr_assert_eq(hnsw_insert(t->h, t->x + i * t->d, i,
+						 &t->node[i]), 0);
+	} else if (t->kind == 1) {
+		for (size_t i = t->lo; i < t->hi; i += 3)
+			cr_assert_eq(hnsw_delete(t->h, t->node[i]), 0);
+	} else {
+		hnsw_query qp = { .k = K, .ef = 32 };
+		hnsw_hit hits[K];
+		size_t got;
+		while (atomic_load(t->done) < 3)
+			for (size_t i = t->lo; i < t->hi; i += 97)
+				cr_assert_eq(hnsw_search(t->h, t->x + i * t->d,
+							 &qp, hits, &got), 0);
+	}
+	atomic_fetch_add(t->done, 1);
+	return NULL;
+}
+
+Test(hnsw, concurrent_insert_delete_search, .timeout = 120)
+{
+	size_t n = 12000, d = 16;
+	float *x = clustered(2 * n, d, 40);
+	hnsw *h = build(x, n, d, -2, 2, HNSW_L2);
+	uint32_t *node = malloc(2 * n * sizeof(uint32_t));
+	for (size_t i = 0; i < n; i++)
+		node[i] = (uint32_t)i;
+	atomic_int done = 0;
+	tctx t[4] = {
+		{ h, x, d, n, n + n / 2, 0, node, &done },
+		{ h, x, d, n + n / 2, 2 * n, 0, node, &done },
+		{ h, x, d, 0, n, 1, node, &done },
+		{ h, x, d, 0, 2 * n, 2, node, &done },
+	};
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, worker, &t[i]);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	uint8_t *alive = malloc(2 * n);
+	for (size_t i = 0; i < 2 * n; i++)
+		alive[i] = i >= n || i % 3 != 0;
+	data D = { x, d, alive, NULL };
+	double r = recall(h, &D, 2 * n, x, 100, 64, false);
+	cr_assert(r >= 0.95, "recall@10 %.4f", r);
+	hnsw_free(h);
+	free(alive);
+	free(node);
+	free(x);
+}
+
+/* ---- Fashion-MNIST ---- */
+static float *idx_load(const char *name, size_t *n, size_t *d)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "gzip -dc " FMNIST "/%s 2>/dev/null", name);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	unsigned char hd[16];
+	if (fread(hd, 1, 16, f) != 16) {
+		pclose(f);
+		return NULL;
+	}
+	*n = (size_t)hd[4] << 24 | (size_t)hd[5] << 16 | (size_t)hd[6] << 8 |
+	     hd[7];
+	*d = ((size_t)hd[8] << 24 | (size_t)hd[9] << 16 | (size_t)hd[10] << 8 |
+	      hd[11]) * ((size_t)hd[12] << 24 | (size_t)hd[13] << 16 |
+			 (size_t)hd[14] << 8 | hd[15]);
+	unsigned char *b = malloc(*n * *d);
+	float *x = malloc(*n * *d * sizeof(float));
+	size_t got = fread(b, 1, *n * *d, f);
+	pclose(f);
+	if (got != *n * *d) {
+		free(b);
+		free(x);
+		return NULL;
+	}
+	for (size_t i = 0; i < *n * *d; i++)
+		x[i] = b[i];
+	free(b);
+	return x;
+}
+
+typedef struct bctx {
+	hnsw *h;
+	const float *x;
+	size_t d, lo, hi;
+} bctx;
+
+static void *bins(void *arg)
+{
+	bctx *b = arg;
+	for (size_t i = b->lo; i < b->hi; i++)
+		cr_assert_eq(hnsw_insert(b->h, b->x + i * b->d, i, NULL), 0);
+	return NULL;
+}
+
+Test(hnsw, fashion_mnist_recall, .timeout = 300)
+{
+	size_t n, d, nq, d2;
+	float *base = idx_load("train-images-idx3-ubyte.gz", &n, &d);
+	float *qs = idx_load("t10k-images-idx3-ubyte.gz", &nq, &d2);
+	if (!base || !qs) {
+		free(base);
+		free(qs);
+		cr_skip_test("Fashion-MNIST not found in " FMNIST " (Debian "
+			     "package dataset-fashion-mnist)");
+	}
+	cr_assert_eq(n, 60000);
+	cr_assert_eq(d, 784);
+	hnsw_params p = { .dim = 784, .metric = HNSW_L2, .M = 16,
+			  .ef_construction = 200, .lo = 0, .hi = 255,
+			  .seed = 1 };
+	hnsw *h;
+	cr_assert_eq(hnsw_new(&p, &h), 0);
+	/* built by two threads at once */
+	bctx b[2] = { { h, base, d, 0, n / 2 }, { h, base, d, n / 2, n } };
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, bins, &b[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	data D = { base, d, NULL, NULL };
+	/* the default ef of the store's index is 64 */
+	double r = recall(h, &D, n, qs, 300, 64, false);
+	cr_assert(r >= 0.95, "Fashion-MNIST recall@10 %.4f", r);
+	hnsw_stats st;
+	hnsw_get_stats(h, &st);
+	cr_assert(st.bytes / st.nodes < 784 * 4 / 2,
+		  "%zu bytes per vector", st.bytes / st.nodes);
+	hnsw_free(h);
+	free(base);
+	free(qs);
+}
