@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #define NONE UINT32_MAX
 #define F_DELETED 1
 #define F_FREE 2                  /* reclaimed, on the free list */
+#define RSTRIPES 64
 
 typedef struct node {
 	atomic_flag lock;
@@ -69,7 +71,39 @@ struct hnsw {
 
 	pthread_mutex_t vis_mu;   /* the pool of visited sets */
 	struct visited *vis_pool;
+
+	/* reclaim waits for every call inside the graph to leave; calls
+	 * count themselves in one of RSTRIPES counters (no shared line) */
+	struct {
+		atomic_int n;
+		char pad[60];
+	} inside[RSTRIPES];
+	atomic_bool reclaiming;
+	pthread_mutex_t reclaim_mu;
 };
+
+static atomic_uint thread_ids;
+static _Thread_local int my_stripe = -1;
+
+static int enter(hnsw *h)
+{
+	if (my_stripe < 0)
+		my_stripe = (int)(atomic_fetch_add(&thread_ids, 1) % RSTRIPES);
+	int s = my_stripe;
+	for (;;) {
+		atomic_fetch_add(&h->inside[s].n, 1);
+		if (!atomic_load(&h->reclaiming))
+			return s;
+		atomic_fetch_sub(&h->inside[s].n, 1);
+		while (atomic_load(&h->reclaiming))
+			sched_yield();
+	}
+}
+
+static void leave(hnsw *h, int s)
+{
+	atomic_fetch_sub(&h->inside[s].n, 1);
+}
 
 /* ------------------------------------------------------------------------
  * Nodes
@@ -490,6 +524,7 @@ int hnsw_new(const hnsw_params *p, hnsw **out)
 	pthread_mutex_init(&h->grow, NULL);
 	pthread_mutex_init(&h->entry_mu, NULL);
 	pthread_mutex_init(&h->vis_mu, NULL);
+	pthread_mutex_init(&h->reclaim_mu, NULL);
 	atomic_store(&h->entry, (uint64_t)NONE);
 	*out = h;
 	return 0;
@@ -513,6 +548,7 @@ void hnsw_free(hnsw *h)
 	pthread_mutex_destroy(&h->grow);
 	pthread_mutex_destroy(&h->entry_mu);
 	pthread_mutex_destroy(&h->vis_mu);
+	pthread_mutex_destroy(&h->reclaim_mu);
 	cfree(h);
 }
 
@@ -553,7 +589,7 @@ static int draw_level(const hnsw *h, uint64_t label)
 	return l > MAX_LEVEL ? MAX_LEVEL : l;
 }
 
-int hnsw_insert(hnsw *h, const float *x, uint64_t label, uint32_t *out)
+static int insert(hnsw *h, const float *x, uint64_t label, uint32_t *out)
 {
 	if (!h || !x)
 		return -EINVAL;
@@ -753,7 +789,7 @@ static uint64_t new_entry(hnsw *h, uint32_t gone)
 	return best;
 }
 
-int hnsw_delete(hnsw *h, uint32_t n)
+static int delete(hnsw *h, uint32_t n)
 {
 	if (!h)
 		return -EINVAL;
@@ -779,7 +815,7 @@ int hnsw_delete(hnsw *h, uint32_t n)
 	return 0;
 }
 
-size_t hnsw_reclaim(hnsw *h)
+static size_t reclaim(hnsw *h)
 {
 	uint32_t lim = atomic_load(&h->next);
 	uint32_t dl[128];
@@ -807,6 +843,11 @@ size_t hnsw_reclaim(hnsw *h)
 			}
 		}
 	}
+	/* the entry may be a tombstone (a graph loaded from a snapshot
+	 * whose rows were deleted): it must not be freed under it */
+	uint64_t ent = atomic_load(&h->entry);
+	if ((uint32_t)ent != NONE && is_deleted(node_at(h, (uint32_t)ent)))
+		atomic_store(&h->entry, new_entry(h, NONE));
 	size_t freed = 0;
 	pthread_mutex_lock(&h->grow);
 	for (uint32_t i = 0; i < lim; i++) {
@@ -841,8 +882,8 @@ size_t hnsw_reclaim(hnsw *h)
 /* ------------------------------------------------------------------------
  * Search
  * ------------------------------------------------------------------------ */
-int hnsw_search(hnsw *h, const float *q, const hnsw_query *qp,
-		hnsw_hit *hits, size_t *nout)
+static int search(hnsw *h, const float *q, const hnsw_query *qp,
+		  hnsw_hit *hits, size_t *nout)
 {
 	if (!h || !q || !qp || !hits || !nout || qp->k == 0)
 		return -EINVAL;
@@ -936,6 +977,50 @@ int hnsw_search(hnsw *h, const float *q, const hnsw_query *qp,
 	return rc;
 }
 
+int hnsw_insert(hnsw *h, const float *x, uint64_t label, uint32_t *out)
+{
+	if (!h)
+		return -EINVAL;
+	int st = enter(h);
+	int rc = insert(h, x, label, out);
+	leave(h, st);
+	return rc;
+}
+
+int hnsw_delete(hnsw *h, uint32_t n)
+{
+	if (!h)
+		return -EINVAL;
+	int st = enter(h);
+	int rc = delete(h, n);
+	leave(h, st);
+	return rc;
+}
+
+int hnsw_search(hnsw *h, const float *q, const hnsw_query *qp,
+		hnsw_hit *hits, size_t *n)
+{
+	if (!h)
+		return -EINVAL;
+	int st = enter(h);
+	int rc = search(h, q, qp, hits, n);
+	leave(h, st);
+	return rc;
+}
+
+size_t hnsw_reclaim(hnsw *h)
+{
+	pthread_mutex_lock(&h->reclaim_mu);
+	atomic_store(&h->reclaiming, true);
+	for (int i = 0; i < RSTRIPES; i++)
+		while (atomic_load(&h->inside[i].n))
+			sched_yield();
+	size_t n = reclaim(h);
+	atomic_store(&h->reclaiming, false);
+	pthread_mutex_unlock(&h->reclaim_mu);
+	return n;
+}
+
 void hnsw_get_stats(const hnsw *h, hnsw_stats *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -946,9 +1031,242 @@ void hnsw_get_stats(const hnsw *h, hnsw_stats *out)
 	size_t chunks = 0;
 	while (chunks < MAX_CHUNKS && h->chunks[chunks])
 		chunks++;
+	pthread_mutex_lock(&((hnsw *)h)->grow);
+	size_t free_cap = h->free_cap;
+	pthread_mutex_unlock(&((hnsw *)h)->grow);
 	out->bytes = sizeof(*h) + chunks * NODE_CHUNK * h->rec +
-		atomic_load(&((hnsw *)h)->up_bytes) +
-		h->free_cap * sizeof(uint32_t);
+		atomic_load(&((hnsw *)h)->up_bytes) + free_cap * sizeof(uint32_t);
 	uint64_t ent = atomic_load(&((hnsw *)h)->entry);
 	out->max_level = (uint32_t)ent == NONE ? 0 : (uint32_t)(ent >> 32);
+}
+
+/* ------------------------------------------------------------------------
+ * Saving and loading
+ * ------------------------------------------------------------------------ */
+#define HNSW_MAGIC 0x57534e48u    /* "HNSW" */
+
+int hnsw_save(hnsw *h, hnsw_map_fn map, void *mctx, hnsw_put_fn put,
+	      void *pctx)
+{
+	uint32_t next = atomic_load(&h->next);
+	uint64_t ent = atomic_load(&h->entry);
+	uint32_t hdr[6] = { HNSW_MAGIC, h->M, h->efc, h->p.dim,
+			    (uint32_t)h->p.metric, next };
+	int rc = put(pctx, hdr, sizeof(hdr));
+	if (rc == 0)
+		rc = put(pctx, &h->p.lo, 4) || put(pctx, &h->p.hi, 4) ||
+		     put(pctx, &h->p.seed, 8) || put(pctx, &ent, 8) ? -EIO : 0;
+	for (uint32_t i = 0; i < next && rc == 0; i++) {
+		node *x = node_at(h, i);
+		uint8_t f = atomic_load(&x->flags);
+		uint64_t label = x->label;
+		if (!(f & F_DELETED)) {
+			label = map ? map(mctx, label) : label;
+			if (label == UINT64_MAX)
+				f |= F_DELETED;   /* its row is gone */
+		}
+		uint8_t lv = x->level;
+		uint16_t n0 = (f & F_FREE) ? 0 : x->n0;
+		if (put(pctx, &f, 1) || put(pctx, &lv, 1) ||
+		    put(pctx, &label, 8) || put(pctx, &x->codesum, 4) ||
+		    put(pctx, code_of(h, x), h->p.dim) || put(pctx, &n0, 2) ||
+		    put(pctx, links0(h, x), n0 * 4u)) {
+			rc = -EIO;
+			break;
+		}
+		for (int l = 1; l <= lv && !(f & F_FREE) && rc == 0; l++) {
+			uint32_t *u = x->up + (size_t)(l - 1) * (h->M + 1);
+			if (put(pctx, u, 4) || put(pctx, u + 1, u[0] * 4u))
+				rc = -EIO;
+		}
+	}
+	return rc;
+}
+
+typedef struct rd {
+	const uint8_t *p;
+	size_t len, off;
+	bool bad;
+} rd;
+
+static const void *rd_take(rd *r, size_t n)
+{
+	if (r->bad || n > r->len - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	const void *q = r->p + r->off;
+	r->off += n;
+	return q;
+}
+
+static uint64_t rd_uint(rd *r, size_t n)
+{
+	uint64_t v = 0;
+	const void *q = rd_take(r, n);
+	if (q)
+		memcpy(&v, q, n);
+	return v;
+}
+
+int hnsw_load(const uint8_t *buf, size_t len, hnsw **out)
+{
+	rd r = { buf, len, 0, false };
+	uint32_t magic = (uint32_t)rd_uint(&r, 4);
+	hnsw_params p = { 0 };
+	p.M = (uint32_t)rd_uint(&r, 4);
+	p.ef_construction = (uint32_t)rd_uint(&r, 4);
+	p.dim = (uint32_t)rd_uint(&r, 4);
+	p.metric = (int)rd_uint(&r, 4);
+	uint32_t next = (uint32_t)rd_uint(&r, 4);
+	const void *lo = rd_take(&r, 4), *hi = rd_take(&r, 4);
+	p.seed = rd_uint(&r, 8);
+	uint64_t ent = rd_uint(&r, 8);
+	if (r.bad || magic != HNSW_MAGIC)
+		return -EINVAL;
+	memcpy(&p.lo, lo, 4);
+	memcpy(&p.hi, hi, 4);
+	hnsw *h;
+	int rc = hnsw_new(&p, &h);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < next && rc == 0; i++) {
+		uint32_t n;
+		rc = node_alloc(h, &n);
+		if (rc)
+			break;
+		node *x = node_at(h, n);
+		memset(x, 0, h->rec);
+		atomic_flag_clear(&x->lock);
+		uint8_t f = (uint8_t)rd_uint(&r, 1);
+		x->level = (uint8_t)rd_uint(&r, 1);
+		x->label = rd_uint(&r, 8);
+		x->codesum = (int32_t)rd_uint(&r, 4);
+		const void *code = rd_take(&r, h->p.dim);
+		uint16_t n0 = (uint16_t)rd_uint(&r, 2);
+		const void *l0 = rd_take(&r, n0 * 4u);
+		if (r.bad || n0 > h->M0 || x->level > MAX_LEVEL) {
+			rc = -EINVAL;
+			break;
+		}
+		memcpy((uint8_t *)x + h->code_off, code, h->p.dim);
+		memcpy(links0(h, x), l0, n0 * 4u);
+		x->n0 = n0;
+		atomic_store(&x->flags, f);
+		if (x->level && !(f & F_FREE)) {
+			size_t bytes = (size_t)x->level * (h->M + 1) * 4;
+			x->up = ccalloc(1, bytes);
+			if (!x->up) {
+				rc = -ENOMEM;
+				break;
+			}
+			atomic_fetch_add(&h->up_bytes, bytes);
+			for (int l = 1; l <= x->level && rc == 0; l++) {
+				uint32_t *u = x->up + (size_t)(l - 1) * (h->M + 1);
+				u[0] = (uint32_t)rd_uint(&r, 4);
+				const void *ls = rd_take(&r, u[0] * 4u);
+				if (r.bad || u[0] > h->M)
+					rc = -EINVAL;
+				else
+					memcpy(u + 1, ls, u[0] * 4u);
+			}
+		}
+		if (f & F_FREE) {
+			x->level = 0;         /* listed as free below */
+		} else if (f & F_DELETED) {
+			atomic_fetch_add(&h->deleted, 1);
+		} else {
+			atomic_fetch_add(&h->live, 1);
+		}
+	}
+	/* every link must name a node */
+	for (uint32_t i = 0; i < next && rc == 0; i++) {
+		node *x = node_at(h, i);
+		for (uint16_t j = 0; j < x->n0 && rc == 0; j++)
+			if (links0(h, x)[j] >= next)
+				rc = -EINVAL;
+		for (int l = 1; l <= x->level && x->up && rc == 0; l++) {
+			uint32_t *u = x->up + (size_t)(l - 1) * (h->M + 1);
+			for (uint32_t j = 0; j < u[0] && rc == 0; j++)
+				if (u[1 + j] >= next)
+					rc = -EINVAL;
+		}
+	}
+	if (rc == 0 && ((uint32_t)ent != NONE && (uint32_t)ent >= next))
+		rc = -EINVAL;
+	/* the free numbers, once every node is in place (node_alloc would
+	 * hand them out again otherwise) */
+	for (uint32_t i = 0; i < next && rc == 0; i++) {
+		if (!(atomic_load(&node_at(h, i)->flags) & F_FREE))
+			continue;
+		if (h->nfree == h->free_cap) {
+			size_t cap = h->free_cap ? h->free_cap * 2 : 1024;
+			uint32_t *fl = crealloc(h->freelist, cap * 4);
+			if (!fl) {
+				rc = -ENOMEM;
+				break;
+			}
+			h->freelist = fl;
+			h->free_cap = cap;
+		}
+		h->freelist[h->nfree++] = i;
+	}
+	if (rc == 0 && r.off != r.len)
+		rc = -EINVAL;
+	if (rc) {
+		hnsw_free(h);
+		return rc;
+	}
+	atomic_store(&h->entry, ent);
+	*out = h;
+	return 0;
+}
+
+void hnsw_each(hnsw *h, void (*cb)(void *ctx, uint32_t node, uint64_t label),
+	       void *ctx)
+{
+	uint32_t next = atomic_load(&h->next);
+	for (uint32_t i = 0; i < next; i++) {
+		node *x = node_at(h, i);
+		if (!is_deleted(x))
+			cb(ctx, i, x->label);
+	}
+}
+
+int hnsw_check(hnsw *h)
+{
+	uint32_t next = atomic_load(&h->next);
+	uint64_t ent = atomic_load(&h->entry);
+	if ((uint32_t)ent != NONE) {
+		if ((uint32_t)ent >= next)
+			return -1;
+		node *e = node_at(h, (uint32_t)ent);
+		if ((atomic_load(&e->flags) & F_FREE) ||
+		    e->level != (uint8_t)(ent >> 32))
+			return -2;
+	}
+	for (uint32_t i = 0; i < next; i++) {
+		node *x = node_at(h, i);
+		uint8_t f = atomic_load(&x->flags);
+		if (f & F_FREE)
+			continue;
+		if (x->level && !x->up)
+			return -3;
+		for (int l = 0; l <= x->level; l++) {
+			uint32_t *cs, cap;
+			uint32_t *ls = links_at(h, x, l, &cs, &cap);
+			uint32_t cnt = links_count(x, l, cs);
+			if (cnt > cap)
+				return -4;
+			for (uint32_t j = 0; j < cnt; j++) {
+				if (ls[j] >= next)
+					return -5;
+				node *y = node_at(h, ls[j]);
+				if ((atomic_load(&y->flags) & F_FREE) ||
+				    y->level < l)
+					return -6;
+			}
+		}
+	}
+	return 0;
 }

@@ -25,8 +25,9 @@
  * Threads. hnsw_insert, hnsw_delete and hnsw_search may run on any number
  * of threads at once: each node's links have their own spin lock; the
  * entry point is an atomic; no lock covers a whole search. hnsw_reclaim
- * must run alone (no other call on the graph at the same time): the store
- * calls it where it already holds the index exclusively.
+ * waits until every call inside the graph has left and holds new ones at
+ * the door while it sweeps (calls count themselves in per-thread counters
+ * on separate cache lines, so the common path shares no line).
  */
 #ifndef COHORT_HNSW_H
 #define COHORT_HNSW_H
@@ -66,7 +67,7 @@ void hnsw_free(hnsw *h);
 int hnsw_insert(hnsw *h, const float *x, uint64_t label, uint32_t *node);
 /* Delete node n (see above). -ENOENT if it is not a live node. */
 int hnsw_delete(hnsw *h, uint32_t n);
-/* Sweep the links to deleted nodes and free their numbers. Run alone. */
+/* Sweep the links to deleted nodes and free their numbers. */
 size_t hnsw_reclaim(hnsw *h);
 
 typedef struct hnsw_query {
@@ -94,5 +95,26 @@ typedef struct hnsw_stats {
 } hnsw_stats;
 
 void hnsw_get_stats(const hnsw *h, hnsw_stats *out);
+
+/*
+ * Saving: the whole graph through put (0 or an error stops it), each live
+ * node's label passed through map (NULL: kept) -- UINT64_MAX makes the
+ * node a tombstone in the copy. The graph must not change meanwhile (the
+ * store saves from a forked child). Loading builds a graph from those
+ * bytes: -EINVAL if they are malformed (every link is checked).
+ */
+typedef uint64_t (*hnsw_map_fn)(void *ctx, uint64_t label);
+typedef int (*hnsw_put_fn)(void *ctx, const void *p, size_t n);
+int hnsw_save(hnsw *h, hnsw_map_fn map, void *mctx, hnsw_put_fn put,
+	      void *pctx);
+int hnsw_load(const uint8_t *buf, size_t len, hnsw **out);
+/* The graph's invariants (tests): 0, or which one fails: -1/-2 the entry
+ * point, -3 upper links, -4 a count, -5/-6 a link to no node, to a free
+ * one or to one below the link's level. Run alone. */
+int hnsw_check(hnsw *h);
+
+/* Call cb for every live node (node number, label). */
+void hnsw_each(hnsw *h, void (*cb)(void *ctx, uint32_t node, uint64_t label),
+	       void *ctx);
 
 #endif

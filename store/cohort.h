@@ -214,7 +214,9 @@ void cohort_options_init(cohort_options *opts);
 int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out);
 
 /* Close the database: write and sync the log, free everything it owns, its
- * tables included. No other call on the database may be running. NULL is
+ * tables included. A database with similarity indexes first lets their
+ * pending rows into the graphs and writes a snapshot, so that the next
+ * open loads the graphs instead of rebuilding them. No other call on the database may be running. NULL is
  * a no-op. COHORT_EIO if the final sync failed. */
 int cohort_close(cohort_db *db);
 
@@ -699,6 +701,92 @@ typedef struct cohort_persona_change {
 int cohort_persona_changes(const cohort_table *t, const char *model,
 			   uint64_t *cursor, cohort_persona_change *out,
 			   size_t max, uint64_t *lost);
+
+/* ------------------------------------------------------------------------
+ * Similarity indexes: nearest neighbours on a vec column (HNSW over 8-bit
+ * codes with an exact re-rank), kept current on every write.
+ *
+ * Writes never wait for the graph: a put, event or delete that changes the
+ * column marks the row pending; a background worker inserts pending rows
+ * into the graph (a changed row's old node is deleted and its neighbours
+ * repaired). Every query also scans the pending rows exactly, so a query
+ * sees every write acknowledged before it began. A filter whose bitmap is
+ * small (at most 2% of the rows, or at most 4096 rows) turns the query into
+ * an exact scan of the matching rows, so a query returns min(k, matching
+ * rows) results. Distances: COHORT_METRIC_L2 squared Euclidean,
+ * COHORT_METRIC_IP minus the inner product, COHORT_METRIC_COSINE
+ * 1 - cosine; smaller is nearer for all three. Indexes are logged, and
+ * snapshots carry their graphs: a restart does not rebuild them.
+ * ------------------------------------------------------------------------ */
+#define COHORT_MAX_INDEXES 8       /* per table */
+#define COHORT_MAX_K 1000
+
+typedef enum cohort_metric {
+	COHORT_METRIC_L2 = 0,
+	COHORT_METRIC_IP,
+	COHORT_METRIC_COSINE
+} cohort_metric;
+
+typedef struct cohort_index_opts {
+	cohort_metric metric;
+	uint32_t M;                  /* graph links per node; 0: 16 */
+	uint32_t ef_construction;    /* 0: 200 */
+	uint32_t ef_search;          /* queries' default ef; 0: 64 */
+	float lo, hi;                /* the range of the 8-bit codes; lo == hi:
+	                                from the rows at creation (with a 10%
+	                                margin), [-1, 1] on an empty table and
+	                                for cosine. Values outside are clamped
+	                                in the graph (the re-rank is exact). */
+} cohort_index_opts;
+
+/* Create an index on a vec column; the rows already there are inserted
+ * before it returns. */
+int cohort_index_create(cohort_table *t, const char *name, int column,
+			const cohort_index_opts *opts);
+int cohort_index_drop(cohort_table *t, const char *name);
+
+typedef struct cohort_index_info {
+	int column;
+	cohort_metric metric;
+	uint32_t M, ef_construction, ef_search;
+	float lo, hi;
+	uint64_t nodes;              /* rows in the graph */
+	uint64_t pending;            /* rows waiting for the graph */
+	uint64_t tombstones;         /* deleted nodes not yet reclaimed */
+	uint64_t bytes;              /* memory of the graph and its maps */
+} cohort_index_info;
+
+int cohort_index_describe(const cohort_table *t, const char *name,
+			  cohort_index_info *out);
+/* Wait until no row is pending (tests, benchmarks, bulk loads). */
+int cohort_index_wait(const cohort_table *t, const char *name);
+
+typedef struct cohort_knn_query {
+	const void *key;             /* by key (excluded from the results) ... */
+	size_t key_len;
+	const float *vec;            /* ... or by vector (key NULL) */
+	uint32_t dim;
+	size_t k;                    /* 1..COHORT_MAX_K */
+	size_t ef;                   /* 0: the index's ef_search; raised to k */
+	const cohort_filter *filter; /* NULL: every row */
+	int root;
+	cohort_time at;              /* filter and TTL time */
+} cohort_knn_query;
+
+typedef struct cohort_neighbor {
+	float distance;
+	uint32_t key_len;
+	char key[COHORT_MAX_KEY];
+} cohort_neighbor;
+
+/* The k nearest rows: out (k entries) nearest first; *n gets how many.
+ * COHORT_ENOTFOUND when the query key is absent or has no vector. */
+int cohort_knn(const cohort_table *t, const char *index,
+	       const cohort_knn_query *q, cohort_neighbor *out, size_t *n);
+
+/* Filter leaf: the row is in persona p of a persona model's current
+ * version (rows with no persona are in none). */
+int cohort_filter_persona(cohort_filter *f, const char *model, uint32_t p);
 
 #ifdef __cplusplus
 }

@@ -27,9 +27,10 @@
 #include <string.h>
 
 #include "cmp.h"
-#include "store_int.h"
+#include "persona_int.h"
 
-enum node_kind { N_CMP, N_FIXED, N_IN, N_ISNULL, N_NOTNULL, N_AND, N_OR, N_NOT };
+enum node_kind { N_CMP, N_FIXED, N_IN, N_ISNULL, N_NOTNULL, N_AND, N_OR, N_NOT,
+		 N_PERSONA };
 enum cmp_kind { K_F32, K_F64, K_I32, K_I64, K_U8, K_DECAY, K_CAT };
 
 typedef struct fnode {
@@ -353,6 +354,22 @@ int cohort_filter_not_null(cohort_filter *f, int column)
 	return null_node(f, column, N_NOTNULL);
 }
 
+int cohort_filter_persona(cohort_filter *f, const char *model, uint32_t p)
+{
+	if (!f || !model)
+		return seterr(COHORT_EINVAL, "filter: NULL filter or model");
+	fnode *n;
+	int id = node_new(f, &n);
+	if (id < 0)
+		return id;
+	n->kind = N_PERSONA;
+	n->c.i64 = p;
+	cohort_value v = cohort_cat(model);
+	if (copy_strings(n, &v, 1))
+		return seterr(COHORT_ENOMEM, "filter: out of memory");
+	return id;
+}
+
 static int operand_check(const cohort_filter *f, int a)
 {
 	if (a < 0)
@@ -526,6 +543,15 @@ static void eval_node(evalctx *x, int id, uint32_t chunk)
 		return;
 	}
 
+	if (n->kind == N_PERSONA) {
+		/* a row is in the persona or not: never unknown */
+		persona_chunk_members(t, n->strs[0], (uint32_t)n->c.i64, chunk,
+				      T);
+		const uint64_t *L = tab_chunk(t, slot0)->live;
+		for (uint32_t w = 0; needF && w < CHUNK_WORDS; w++)
+			F[w] = L[w] & ~T[w];
+		return;
+	}
 	const tcol *c = t->cols[n->col];
 	const colchunk *ch = col_chunk(c, slot0);
 	const uint64_t *V = ch->valid;
@@ -615,6 +641,13 @@ static int ctx_resolve(evalctx *x)
 	for (uint32_t i = 0; i < f->n; i++) {
 		const fnode *n = &f->nodes[i];
 		x->code[i] = -1;
+		if (n->kind == N_PERSONA) {
+			int rc = persona_check(f->t, n->strs[0],
+					       (uint32_t)n->c.i64);
+			if (rc)
+				return rc;
+			continue;
+		}
 		if (n->ckind != K_CAT || !n->nstrs)
 			continue;
 		dict *d = f->t->cols[n->col]->dict;
@@ -736,6 +769,11 @@ static int run_locked(const cohort_table *t, const cohort_filter *f,
 	if (count)
 		*count = total;
 	return stop;
+}
+
+const cohort_table *filter_table(const cohort_filter *f)
+{
+	return f->t;
 }
 
 int filter_scan_locked(const cohort_table *t, const cohort_filter *f,

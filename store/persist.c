@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ann_int.h"
 #include "persona_int.h"
 #include "snapshot_int.h"
 #include "wal_int.h"
@@ -402,6 +403,9 @@ static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
 	case REC_PERSONA_NAME:
 	case REC_PERSONA_DROP:
 		return persona_replay(db, type, &r, lsn);
+	case REC_INDEX_CREATE:
+	case REC_INDEX_DROP:
+		return ann_replay(db, type, &r, lsn);
 	default:
 		return bad_record(lsn, "unknown record type");
 	}
@@ -412,11 +416,15 @@ static int replay_cb(void *ctx, uint8_t type, uint64_t lsn,
  * ------------------------------------------------------------------------ */
 
 /* The cut: no write is half done while these are held. Order: the
- * database lock, then per table every stripe, then alloc_lock. */
+ * database lock, every similarity index's worker (so the forked child
+ * finds no graph half changed), then per table every stripe, then
+ * alloc_lock. */
 static void cut_take(cohort_db *db)
 {
 	pthread_mutex_lock(&db->lock);
 	size_t n = cohort_db_ntables(db);
+	for (size_t i = 0; i < n; i++)
+		ann_pause(db->tables[i]);
 	for (size_t i = 0; i < n; i++) {
 		table_rdlock_all(db->tables[i]);
 		pthread_mutex_lock(&db->tables[i]->alloc_lock);
@@ -430,6 +438,8 @@ static void cut_release(cohort_db *db)
 		pthread_mutex_unlock(&db->tables[i]->alloc_lock);
 		table_unlock_all(db->tables[i]);
 	}
+	for (size_t i = n; i-- > 0;)
+		ann_resume(db->tables[i]);
 	pthread_mutex_unlock(&db->lock);
 }
 

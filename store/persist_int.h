@@ -21,7 +21,9 @@ enum rec_type {
 	REC_DELETE = 5,
 	REC_PERSONA_MODEL = 6,   /* a model's new version (persona.c) */
 	REC_PERSONA_NAME = 7,
-	REC_PERSONA_DROP = 8
+	REC_PERSONA_DROP = 8,
+	REC_INDEX_CREATE = 9,    /* ann.c */
+	REC_INDEX_DROP = 10
 };
 
 /* A record being built: starts in a small inline buffer. */

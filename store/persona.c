@@ -33,6 +33,7 @@
 #include "parallel.h"
 #include "persona.h"
 #include "persona_int.h"
+#include "rowq.h"
 
 #define PDIR_MAX 65536            /* chunks of a model: 2^30 rows */
 #define QUEUE_CAP 4096            /* background queue entries */
@@ -67,13 +68,6 @@ typedef struct pver {
 	uint64_t **stale;         /* PDIR_MAX chunks of CHUNK_WORDS */
 } pver;
 
-typedef struct pqent {
-	uint32_t slot, seq;
-	uint64_t hash;
-	int64_t time;             /* the write's event time */
-	int64_t queued_ms;        /* monotonic clock */
-} pqent;
-
 typedef struct pmodel {
 	char name[COHORT_MAX_NAME + 1];
 	cohort_table *t;
@@ -90,12 +84,9 @@ typedef struct pmodel {
 	_Atomic uint32_t **seq;   /* PDIR_MAX chunks */
 
 	pthread_mutex_t work_lock;
-	pthread_mutex_t qmu;
-	pthread_cond_t qcv, qroom;
-	pqent *q;
-	size_t qhead, qlen;
-	pthread_t worker;
-	bool worker_on, stop;
+	rowq q;                   /* BACKGROUND: changed rows */
+	struct wrow *wrows;       /* the worker's batch */
+	float *wx;
 
 	pthread_mutex_t fmu;      /* the change feed */
 	cohort_persona_change *ring;
@@ -107,13 +98,6 @@ typedef struct pmodel {
 	pthread_t trainer;
 	cohort_train_opts topts;
 } pmodel;
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------------
  * Versions and per-slot state
@@ -446,20 +430,6 @@ void pw_commit(cohort_table *t, pw_ctx *w, int64_t time, const void *key,
 	}
 }
 
-static void queue_push(pmodel *m, const pqent *e)
-{
-	pthread_mutex_lock(&m->qmu);
-	while (m->qlen == QUEUE_CAP && !m->stop)
-		pthread_cond_wait(&m->qroom, &m->qmu);
-	if (!m->stop) {
-		m->q[(m->qhead + m->qlen) % QUEUE_CAP] = *e;
-		m->qlen++;
-		if (m->qlen == 1 || m->qlen == BATCH)
-			pthread_cond_signal(&m->qcv);
-	}
-	pthread_mutex_unlock(&m->qmu);
-}
-
 void pw_end(cohort_table *t, pw_ctx *w)
 {
 	(void)t;
@@ -467,8 +437,8 @@ void pw_end(cohort_table *t, pw_ctx *w)
 		pmodel *m = w->e[i].m;
 		if (!w->e[i].queue)
 			continue;
-		pqent e = { w->slot, w->e[i].seq, w->hash, w->time, mono_ms() };
-		queue_push(m, &e);
+		rowq_push(&m->q, (rowq_ent){ w->slot, w->e[i].seq, w->hash,
+					     w->time, 0 });
 	}
 	cfree(w->heap);
 	w->heap = NULL;
@@ -499,7 +469,7 @@ void persona_row_deleted(cohort_table *t, uint32_t slot, const void *key,
  * The background worker
  * ------------------------------------------------------------------------ */
 typedef struct wrow {
-	pqent e;
+	rowq_ent e;
 	bool skip, scan, has;
 	float d1, lb;
 	uint32_t lab1;
@@ -568,49 +538,16 @@ static void worker_batch(pmodel *m, wrow *rows, size_t n, float *x)
 	}
 }
 
-static void *worker_main(void *arg)
+/* The queue's batch: under work_lock, so no swap happens half way. */
+static void worker_fn(void *ctx, const rowq_ent *b, size_t n)
 {
-	pmodel *m = arg;
-	wrow *rows = cmalloc(BATCH * sizeof(wrow));
-	float *x = cmalloc(((size_t)BATCH * m->dim + BATCH + m->dim) *
-			   sizeof(float));
-	pthread_mutex_lock(&m->qmu);
-	while (rows && x) {
-		while (m->qlen == 0 && !m->stop)
-			pthread_cond_wait(&m->qcv, &m->qmu);
-		if (m->stop)
-			break;
-		/* let a batch gather, but never past half the delay bound */
-		int64_t due = m->q[m->qhead].queued_ms + m->max_delay_ms / 2;
-		while (m->qlen < BATCH && !m->stop) {
-			int64_t now = mono_ms();
-			if (now >= due)
-				break;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			int64_t ns = ts.tv_nsec + (due - now) * 1000000;
-			ts.tv_sec += ns / 1000000000;
-			ts.tv_nsec = ns % 1000000000;
-			pthread_cond_timedwait(&m->qcv, &m->qmu, &ts);
-		}
-		size_t n = m->qlen < BATCH ? m->qlen : BATCH;
-		for (size_t i = 0; i < n; i++)
-			rows[i].e = m->q[(m->qhead + i) % QUEUE_CAP];
-		pthread_mutex_unlock(&m->qmu);
-		pthread_mutex_lock(&m->work_lock);
-		if (m->cur)
-			worker_batch(m, rows, n, x);
-		pthread_mutex_unlock(&m->work_lock);
-		pthread_mutex_lock(&m->qmu);
-		/* dequeued only now: until here the oldest says how stale */
-		m->qhead = (m->qhead + n) % QUEUE_CAP;
-		m->qlen -= n;
-		pthread_cond_broadcast(&m->qroom);
-	}
-	pthread_mutex_unlock(&m->qmu);
-	cfree(rows);
-	cfree(x);
-	return NULL;
+	pmodel *m = ctx;
+	for (size_t i = 0; i < n; i++)
+		m->wrows[i].e = b[i];
+	pthread_mutex_lock(&m->work_lock);
+	if (m->cur)
+		worker_batch(m, m->wrows, n, m->wx);
+	pthread_mutex_unlock(&m->work_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -646,12 +583,11 @@ static void model_free(cohort_table *t, pmodel *m)
 	for (uint32_t c = 0; m->seq && c < PDIR_MAX && m->seq[c]; c++)
 		cfree_acct((void *)m->seq[c], &t->mem);
 	cfree(m->seq);
-	cfree(m->q);
+	rowq_free(&m->q);
+	cfree(m->wrows);
+	cfree(m->wx);
 	cfree(m->ring);
 	pthread_mutex_destroy(&m->work_lock);
-	pthread_mutex_destroy(&m->qmu);
-	pthread_cond_destroy(&m->qcv);
-	pthread_cond_destroy(&m->qroom);
 	pthread_mutex_destroy(&m->fmu);
 	pthread_mutex_destroy(&m->train_mu);
 	cfree(m);
@@ -718,17 +654,15 @@ static int model_new(cohort_table *t, const char *name,
 	m->t = t;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	pthread_mutex_init(&m->work_lock, NULL);
-	pthread_mutex_init(&m->qmu, NULL);
-	pthread_cond_init(&m->qcv, NULL);
-	pthread_cond_init(&m->qroom, NULL);
 	pthread_mutex_init(&m->fmu, NULL);
 	pthread_mutex_init(&m->train_mu, NULL);
 	int rc = def_check(t, name, def, m);
 	if (rc == 0) {
 		m->seq = ccalloc(PDIR_MAX, sizeof(*m->seq));
 		m->ring = cmalloc((size_t)m->kept * sizeof(*m->ring));
-		m->q = cmalloc(QUEUE_CAP * sizeof(pqent));
-		if (!m->seq || !m->ring || !m->q)
+		if (!m->seq || !m->ring || rowq_init(&m->q, QUEUE_CAP, BATCH,
+							m->max_delay_ms,
+							worker_fn, m))
 			rc = seterr(COHORT_ENOMEM, "out of memory for persona "
 				    "model '%s'", name);
 	}
@@ -1084,12 +1018,16 @@ static int build_and_swap(pmodel *m, pver *v, uint32_t threads,
 
 static int start_worker(pmodel *m)
 {
-	if (m->mode != COHORT_PERSONA_BACKGROUND || m->worker_on)
+	if (m->mode != COHORT_PERSONA_BACKGROUND || m->q.on)
 		return 0;
-	if (pthread_create(&m->worker, NULL, worker_main, m))
+	if (!m->wrows) {
+		m->wrows = cmalloc(BATCH * sizeof(struct wrow));
+		m->wx = cmalloc(((size_t)BATCH * m->dim + BATCH + m->dim) *
+				sizeof(float));
+	}
+	if (!m->wrows || !m->wx || rowq_start(&m->q))
 		return seterr(COHORT_ENOMEM, "persona model '%s': cannot start "
 			      "its worker", m->name);
-	m->worker_on = true;
 	return 0;
 }
 
@@ -1576,14 +1514,7 @@ static void model_stop(pmodel *m)
 	pthread_mutex_unlock(&m->train_mu);
 	if (joinable)
 		pthread_join(m->trainer, NULL);
-	pthread_mutex_lock(&m->qmu);
-	m->stop = true;
-	pthread_cond_broadcast(&m->qcv);
-	pthread_cond_broadcast(&m->qroom);
-	pthread_mutex_unlock(&m->qmu);
-	if (m->worker_on)
-		pthread_join(m->worker, NULL);
-	m->worker_on = false;
+	rowq_stop(&m->q);
 }
 
 static int drop(cohort_table *t, const char *model)
@@ -1847,9 +1778,7 @@ int cohort_persona_describe(const cohort_table *t, const char *model,
 		pthread_mutex_lock(&m->train_mu);
 		out->training = m->next != NULL || m->training;
 		pthread_mutex_unlock(&m->train_mu);
-		pthread_mutex_lock(&m->qmu);
-		out->pending = m->qlen;
-		pthread_mutex_unlock(&m->qmu);
+		out->pending = rowq_pending(&m->q, NULL);
 		for (uint32_t p = 0; m->cur && p < m->cur->k; p++)
 			out->assigned += atomic_load(&m->cur->sizes[p]);
 	}
@@ -1912,10 +1841,9 @@ int cohort_persona_sizes(const cohort_table *t, const char *model,
 
 static int64_t lag_of(pmodel *m)
 {
-	pthread_mutex_lock(&m->qmu);
-	int64_t lag = m->qlen ? mono_ms() - m->q[m->qhead].queued_ms : 0;
-	pthread_mutex_unlock(&m->qmu);
-	return lag < 0 ? 0 : lag;
+	int64_t lag;
+	rowq_pending(&m->q, &lag);
+	return lag;
 }
 
 int cohort_persona_get(const cohort_table *t, const char *model,
@@ -2197,4 +2125,27 @@ int cohort_persona_changes(const cohort_table *t, const char *model,
 	if (lost)
 		*lost = missed;
 	return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+int persona_check(const cohort_table *t, const char *model, uint32_t p)
+{
+	pmodel *m;
+	int rc = reader_model(t, model, &m);
+	if (rc == 0 && p >= m->cur->k)
+		rc = seterr(COHORT_ERANGE, "persona model '%s' has %u personas; "
+			    "no persona %u", model, m->cur->k, p);
+	return rc;
+}
+
+void persona_chunk_members(const cohort_table *t, const char *model,
+			   uint32_t p, uint32_t chunk, uint64_t *words)
+{
+	memset(words, 0, CHUNK_WORDS * 8);
+	pmodel *m = model_find(t, model);
+	if (!m || !m->cur)
+		return;
+	const pstate *st = m->cur->st[chunk];
+	for (uint32_t o = 0; o < CHUNK_ROWS; o++)
+		if (st[o].lab1 == p + 1)
+			words[o >> 6] |= UINT64_C(1) << (o & 63);
 }

@@ -61,6 +61,12 @@ void pw_end(cohort_table *t, pw_ctx *w);
 void persona_row_deleted(cohort_table *t, uint32_t slot, const void *key,
 			 uint32_t key_len);
 
+/* Filters (every stripe held): COHORT_ENOTFOUND / EBUSY / ERANGE unless
+ * model has a current version with persona p; the rows of chunk in it. */
+int persona_check(const cohort_table *t, const char *model, uint32_t p);
+void persona_chunk_members(const cohort_table *t, const char *model,
+			   uint32_t p, uint32_t chunk, uint64_t *words);
+
 /* State for chunk `chunk` of every model (under alloc_lock). */
 int persona_chunk_add(cohort_table *t, uint32_t chunk);
 /* Stop workers and trainers, free every model (cohort_close). */

@@ -24,6 +24,7 @@
 
 #include "crc32c.h"
 #include "io_int.h"
+#include "ann_int.h"
 #include "persona_int.h"
 #include "snapshot_int.h"
 #include "wal_int.h"
@@ -33,7 +34,8 @@
 #define SEC_HEADER 24
 #define OUT_BUF (1u << 20)
 
-enum { SEC_TABLE = 1, SEC_KEYS, SEC_TIMES, SEC_COLUMN, SEC_END, SEC_PERSONA };
+enum { SEC_TABLE = 1, SEC_KEYS, SEC_TIMES, SEC_COLUMN, SEC_END, SEC_PERSONA,
+       SEC_INDEX };
 
 /* ------------------------------------------------------------------------
  * Writing
@@ -293,6 +295,37 @@ static void write_table(out *o, cohort_table *t)
 	}
 }
 
+static int out_put_cb(void *ctx, const void *p, size_t n)
+{
+	out *o = ctx;
+	out_put(o, p, n);
+	return o->err;
+}
+
+/* A table's similarity indexes; their slots become row ranks. */
+static void write_indexes(out *o, cohort_table *t)
+{
+	int ni = atomic_load(&t->nindexes);
+	if (ni == 0)
+		return;
+	uint32_t hwm = atomic_load(&t->hwm), r = 0;
+	uint32_t *rank = cmalloc((hwm ? hwm : 1) * sizeof(uint32_t));
+	if (!rank) {
+		o->err = -ENOMEM;
+		return;
+	}
+	for (uint32_t s = 0; s < hwm; s++)
+		rank[s] = live(t, s) ? r++ : UINT32_MAX;
+	for (int i = 0; i < ni && !o->err; i++) {
+		sec_begin(o);
+		int rc = ann_encode(t, i, rank, out_put_cb, o);
+		if (rc && !o->err)
+			o->err = rc < 0 ? rc : -ENOMEM;
+		sec_end(o, SEC_INDEX, t->id, (uint32_t)i);
+	}
+	cfree(rank);
+}
+
 int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn)
 {
 	char tmp[4200], final[4200];
@@ -336,6 +369,8 @@ int snapshot_write(cohort_db *db, const char *dir, uint64_t lsn)
 			rec_free(&rec);
 		}
 	}
+	for (uint32_t i = 0; i < ntables && !o.err; i++)
+		write_indexes(&o, db->tables[i]);
 	sec_begin(&o);
 	sec_end(&o, SEC_END, 0, 0);
 	out_flush(&o);
@@ -978,7 +1013,8 @@ static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables,
 			rc = section_verify(r, &se);
 		if (rc)
 			break;
-		if (se.kind == SEC_PERSONA && se.table < ntables) {
+		if ((se.kind == SEC_PERSONA || se.kind == SEC_INDEX) &&
+		    se.table < ntables) {
 			section *p = crealloc(*personas,
 					      (*npersonas + 1) * sizeof(section));
 			if (!p)
@@ -1094,10 +1130,17 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 	}
 	/* persona models last: their versions are built over the rows */
 	for (size_t i = 0; i < npersonas && rc == 0; i++) {
-		bytes_in b = { personas[i].p, personas[i].len, 0, false };
+		const section *ps = &personas[i];
+		if (ps->kind == SEC_INDEX) {
+			rc = ann_restore(db->tables[ps->table], ps->p, ps->len);
+			if (rc == COHORT_ECORRUPT)
+				rc = corrupt(&r, ps->at, "bad index section");
+			continue;
+		}
+		bytes_in b = { ps->p, ps->len, 0, false };
 		rc = persona_replay(db, REC_PERSONA_MODEL, &b, 0);
 		if (rc == COHORT_ECORRUPT)
-			rc = corrupt(&r, personas[i].at, "bad persona section");
+			rc = corrupt(&r, ps->at, "bad persona section");
 	}
 	cfree(personas);
 	cfree(l.jobs);

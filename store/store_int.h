@@ -178,6 +178,12 @@ struct cohort_table {
 	atomic_int nmodels;
 	struct pmodel *models[COHORT_MAX_MODELS];
 
+	/* similarity indexes (ann_int.h): changed with ilock exclusive and
+	 * every stripe held exclusively; queries hold ilock shared */
+	pthread_rwlock_t ilock;
+	atomic_int nindexes;
+	struct annidx *indexes[COHORT_MAX_INDEXES];
+
 	stripe stripes[NSTRIPES];
 };
 
@@ -322,6 +328,8 @@ int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
 void keymap_remove(stripe *s, uint64_t hash, uint32_t slot);
 
 /* ---- filters (filter.c) ---- */
+/* The table a filter was built on. */
+const cohort_table *filter_table(const cohort_filter *f);
 /* Clears the bits of a chunk's matches that are not wanted. */
 typedef void (*chunk_restrict_fn)(uint32_t chunk, uint64_t *words, void *ctx);
 /* Evaluate filter root (f NULL: every live row) with every stripe of t

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ann_int.h"
 #include "persona_int.h"
 
 /* ------------------------------------------------------------------------
@@ -70,9 +71,19 @@ int cohort_close(cohort_db *db)
 	if (!db)
 		return 0;
 	size_t n = atomic_load(&db->ntables);
-	/* persona workers and trainers stop before the log closes */
+	/* a database with similarity indexes ends with a snapshot, so the
+	 * next open loads their graphs instead of rebuilding them from the
+	 * log (which would give a different, equally good, graph) */
+	bool graphs = false;
 	for (size_t i = 0; i < n; i++)
+		graphs |= ann_active(db->tables[i]);
+	if (graphs && db->wal && ann_drain(db) == 0)
+		cohort_snapshot(db);
+	/* persona workers and trainers stop before the log closes */
+	for (size_t i = 0; i < n; i++) {
 		persona_table_free(db->tables[i]);
+		ann_table_free(db->tables[i]);
+	}
 	int rc = persist_close(db);
 	for (size_t i = 0; i < n; i++)
 		table_free(db->tables[i]);
@@ -316,6 +327,8 @@ static int chunk_add(cohort_table *t)
 		}
 	}
 	int prc = persona_chunk_add(t, n);
+	if (prc == 0)
+		prc = ann_chunk_add(t, n);
 	if (prc) {
 		for (int j = 0; j < ncols; j++)
 			colchunk_free(t, &atomic_load(&t->cols[j]->dir)[n]);
@@ -415,7 +428,9 @@ int table_slot_alloc(cohort_table *t, const void *key, uint32_t key_len,
 	memcpy(arena_ptr(t, KEYREF_OFF(ref)), key, key_len);
 	tc->keyref[slot_off(slot)] =
 		KEYREF(KEYREF_OFF(ref), key_len, KEYREF_CAP(ref));
-	tc->time[slot_off(slot)] = INT64_MIN;
+	/* stores to the time plane are atomic: similarity queries read it
+	 * without the row's lock to skip expired rows */
+	__atomic_store_n(&tc->time[slot_off(slot)], INT64_MIN, __ATOMIC_RELAXED);
 	bit_set(tc->live, slot_off(slot));
 	pthread_mutex_unlock(&t->alloc_lock);
 	atomic_fetch_add(&t->nrows, 1);
@@ -451,7 +466,7 @@ void table_slot_free(cohort_table *t, uint32_t slot)
 	/* The free list is threaded through the time plane of free slots:
 	 * no memory of its own, and no allocation that could fail here. */
 	pthread_mutex_lock(&t->alloc_lock);
-	tc->time[o] = t->free_head;
+	__atomic_store_n(&tc->time[o], (int64_t)t->free_head, __ATOMIC_RELAXED);
 	t->free_head = slot + 1;
 	t->nfree++;
 	pthread_mutex_unlock(&t->alloc_lock);
@@ -575,6 +590,7 @@ static void table_free(cohort_table *t)
 	if (!t)
 		return;
 	persona_table_free(t);
+	ann_table_free(t);
 	uint32_t n = atomic_load(&t->nchunks);
 	int ncols = table_ncols(t);
 	for (int i = 0; i < ncols; i++)
@@ -596,6 +612,7 @@ static void table_free(cohort_table *t)
 			keymap_free(&t->stripes[i], &t->mem);
 	pthread_mutex_destroy(&t->alloc_lock);
 	pthread_rwlock_destroy(&t->plock);
+	pthread_rwlock_destroy(&t->ilock);
 	cfree(t);
 }
 
@@ -632,6 +649,7 @@ int cohort_table_create(cohort_db *db, const char *name,
 	}
 	pthread_mutex_init(&t->alloc_lock, NULL);
 	pthread_rwlock_init(&t->plock, NULL);
+	pthread_rwlock_init(&t->ilock, NULL);
 	for (int i = 0; i < NSTRIPES && rc == 0; i++)
 		rc = keymap_init(&t->stripes[i], &t->mem);
 	if (rc == 0) {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ann_int.h"
 #include "persona_int.h"
 
 /* An update checked against its column, value converted to the column. */
@@ -455,6 +456,8 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 	pw_ctx pw;
 	pw.n = 0;
 	pw.heap = NULL;
+	aw_ctx aw;
+	aw.n = 0;
 	if (rc == 0 && persona_active(t)) {
 		uint64_t cols[COHORT_MAX_COLUMNS / 64] = { 0 };
 		for (size_t k = 0; k < npend; k++)
@@ -481,13 +484,22 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 			cell_store(t->cols[pend[k].col], slot, &pend[k].c);
 		int64_t *rt = &tab_chunk(t, slot)->time[slot_off(slot)];
 		if (fresh || reset || time > *rt)
-			*rt = time;
+			__atomic_store_n(rt, time, __ATOMIC_RELAXED);
 		if (pw.n)
 			pw_commit(t, &pw, time, key, (uint32_t)key_len);
+		if (ann_active(t)) {
+			uint64_t cols[COHORT_MAX_COLUMNS / 64] = { 0 };
+			for (size_t k = 0; k < npend; k++)
+				cols[pend[k].col >> 6] |=
+					UINT64_C(1) << (pend[k].col & 63);
+			ann_row_written(t, &aw, slot, h, cols, reset, false);
+		}
 	}
 	pthread_rwlock_unlock(&s->lock);
 	if (pw.n || pw.heap)
 		pw_end(t, &pw);
+	if (aw.n)
+		ann_row_end(t, &aw);
 	if (pend != stack_pend)
 		cfree(pend);
 	return rc;
@@ -606,15 +618,22 @@ int cohort_delete(cohort_table *t, const void *key, size_t key_len)
 	int64_t slot = keymap_find(t, s, h, key, (uint32_t)key_len);
 	if (slot >= 0 && t->db->wal)
 		rc = persist_log(t->db, REC_DELETE, &rec, &lsn);
+	aw_ctx aw;
+	aw.n = 0;
 	if (slot >= 0 && rc == 0) {
 		if (persona_active(t))
 			persona_row_deleted(t, (uint32_t)slot, key,
 					    (uint32_t)key_len);
+		if (ann_active(t))
+			ann_row_written(t, &aw, (uint32_t)slot, h, NULL, false,
+					true);
 		keymap_remove(s, h, (uint32_t)slot);
 		table_slot_free(t, (uint32_t)slot);
 	}
 	pthread_rwlock_unlock(&s->lock);
 	rec_free(&rec);
+	if (aw.n)
+		ann_row_end(t, &aw);
 	if (rc)
 		return rc;
 	if (slot < 0)

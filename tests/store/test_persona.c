@@ -571,12 +571,12 @@ static void retrain_under_writers(cohort_persona_mode mode)
 	cohort_close(db);
 }
 
-Test(persona, retrain_swaps_under_writers_at_once, .timeout = 120)
+Test(persona, retrain_swaps_under_writers_at_once)
 {
 	retrain_under_writers(COHORT_PERSONA_AT_ONCE);
 }
 
-Test(persona, retrain_swaps_under_writers_background, .timeout = 120)
+Test(persona, retrain_swaps_under_writers_background)
 {
 	retrain_under_writers(COHORT_PERSONA_BACKGROUND);
 }
