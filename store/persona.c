@@ -13,10 +13,11 @@
  * plock (sizes, centroids), so they see one version or the other.
  *
  * Kept current: a write that changes a row's inputs adds the length of the
- * change (in the version's space) to the row's mv. At once (AT_ONCE) or in the worker
- * (BACKGROUND), persona_keep() then tries to prove with the bound on the
- * runner-up that the persona cannot have changed (one distance, O(dim));
- * only when that fails is the row scanned (persona_nearest, O(k dim)).
+ * change (in the version's space) to the row's mv. Inside the write,
+ * persona_keep() then tries to prove with the bound on the runner-up that
+ * the persona cannot have changed (one distance, O(dim)); only when that
+ * fails is the row scanned (persona_nearest, O(k dim)): at once (AT_ONCE)
+ * or by the worker (BACKGROUND), which batches the scans.
  * The worker takes queued rows in batches: it copies their features under
  * the row's stripe (shared), scans those that need it in one tiled call,
  * and installs under the stripe (exclusive) when the row's seq shows no
@@ -422,9 +423,17 @@ void pw_commit(cohort_table *t, pw_ctx *w, int64_t time, const void *key,
 			ps->mv += move_len(w->e[i].old, znew, m->dim);
 		else
 			ps->lb = -INFINITY;  /* no bound survives */
+		float d1, lb;
 		if (m->mode == COHORT_PERSONA_AT_ONCE)
 			assign_now(m, v, slot, znew, has, w->e[i].had, seq, key,
 				   key_len, time);
+		else if (has && ps->lab1 && ps->lb > -INFINITY &&
+			 persona_keep(&v->pc, znew, ps->lab1 - 1, ps->lb,
+				      ps->mv, &d1, &lb))
+			/* proven unchanged with one distance: settled here;
+			 * only rows that need a scan go to the worker */
+			install(m, v, slot, ps->lab1, d1, lb, seq, false, NULL,
+				0, 0);
 		else
 			w->e[i].queue = true;
 	}
