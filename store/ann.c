@@ -296,7 +296,7 @@ static void worker_fn(void *ctx, const rowq_ent *b, size_t n)
 {
 	annidx *ix = ctx;
 	pthread_mutex_lock(&ix->work_lock);
-	bring_in(ix, b, n, 1);
+	bring_in(ix, b, n, n >= 64 ? par_threads(0) : 1);
 	pthread_mutex_unlock(&ix->work_lock);
 }
 
