@@ -173,6 +173,16 @@ static inline bool is_deleted(const node *x)
 				    memory_order_acquire) & F_DELETED;
 }
 
+/* Start fetching node n's header and codes. */
+static inline void prefetch_node(const hnsw *h, uint32_t n)
+{
+	const char *p = (const char *)node_at(h, n);
+	__builtin_prefetch(p);
+	const char *c = p + h->code_off;
+	for (size_t o = 0; o < h->p.dim; o += 64)
+		__builtin_prefetch(c + o);
+}
+
 /* Copy x's links at level l under its lock; returns the count. */
 static uint32_t links_copy(const hnsw *h, node *x, int l, uint32_t *out)
 {
@@ -398,10 +408,19 @@ static int search_level(searcher *s, const uint8_t *q, int32_t qs,
 		if (s->top.n >= ef && c.d > s->top.a[0].d)
 			break;
 		uint32_t nl = links_copy(h, node_at(h, c.n), l, s->buf);
-		for (uint32_t i = 0; i < nl && rc == 0; i++) {
+		/* the unvisited neighbours first, then their distances, each
+		 * node's codes fetched while the one before is measured: the
+		 * search waits on memory more than it computes */
+		uint32_t nu = 0;
+		for (uint32_t i = 0; i < nl; i++)
+			if (vis_mark(s->vis, s->buf[i]))
+				s->buf[nu++] = s->buf[i];
+		if (nu)
+			prefetch_node(h, s->buf[0]);
+		for (uint32_t i = 0; i < nu && rc == 0; i++) {
 			uint32_t e = s->buf[i];
-			if (!vis_mark(s->vis, e))
-				continue;
+			if (i + 1 < nu)
+				prefetch_node(h, s->buf[i + 1]);
 			float d = ndist(h, q, qs, e);
 			if (s->top.n < ef || d < s->top.a[0].d) {
 				rc = heap_push(&s->cands, (cand){ d, e });
