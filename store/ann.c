@@ -347,21 +347,7 @@ static int no_index(const cohort_table *t, const char *name)
 
 static int ix_name_check(const char *name)
 {
-	if (!name)
-		return seterr(COHORT_EBADNAME, "index name is NULL");
-	size_t n = strnlen(name, COHORT_MAX_NAME + 1);
-	if (n == 0 || n > COHORT_MAX_NAME)
-		return seterr(COHORT_EBADNAME, "index name must be 1 to %d "
-			      "characters", COHORT_MAX_NAME);
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_'))
-			return seterr(COHORT_EBADNAME, "index name '%s': "
-				      "character %zu is not one of "
-				      "[A-Za-z0-9_]", name, i);
-	}
-	return 0;
+	return name_check("index", name);
 }
 
 /* The range of the rows' values (10% margin); [-1, 1] without rows. */

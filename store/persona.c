@@ -1256,21 +1256,7 @@ static int opts_check(const cohort_table *t, const char *model,
 
 static int model_name_check(const char *model)
 {
-	if (!model)
-		return seterr(COHORT_EBADNAME, "persona model name is NULL");
-	size_t n = strnlen(model, COHORT_MAX_NAME + 1);
-	if (n == 0 || n > COHORT_MAX_NAME)
-		return seterr(COHORT_EBADNAME, "persona model name must be 1 "
-			      "to %d characters", COHORT_MAX_NAME);
-	for (size_t i = 0; i < n; i++) {
-		char c = model[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_'))
-			return seterr(COHORT_EBADNAME, "persona model name "
-				      "'%s': character %zu is not one of "
-				      "[A-Za-z0-9_]", model, i);
-	}
-	return 0;
+	return name_check("persona model", model);
 }
 
 typedef struct bgtrain {

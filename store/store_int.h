@@ -270,6 +270,9 @@ static inline void table_unlock_all(const cohort_table *t)
 		pthread_rwlock_unlock(&((cohort_table *)t)->stripes[i].lock);
 }
 
+/* A table, column, model or index name: 1..COHORT_MAX_NAME characters of
+ * [A-Za-z0-9_]; COHORT_EBADNAME naming `what` otherwise. */
+int name_check(const char *what, const char *name);
 /* Check a key's length; COHORT_EKEY with a message otherwise. */
 int key_check(const cohort_table *t, size_t key_len);
 /* Check a column id against the table. */

@@ -107,7 +107,7 @@ const char *cohort_db_table_name(cohort_db *db, size_t i)
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------ */
-static int name_check(const char *what, const char *name)
+int name_check(const char *what, const char *name)
 {
 	if (!name)
 		return seterr(COHORT_EBADNAME, "%s name is NULL", what);
