@@ -56,11 +56,6 @@ static inline bool pend_get(const annidx *ix, uint32_t slot)
 	return bit_get(ix->pend[slot >> CHUNK_SHIFT], slot_off(slot));
 }
 
-static inline bool slot_live(const cohort_table *t, uint32_t slot)
-{
-	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
-}
-
 static inline _Atomic uint32_t *seq_of(const annidx *ix, uint32_t slot)
 {
 	return &ix->seq[slot >> CHUNK_SHIFT][slot_off(slot)];

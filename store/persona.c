@@ -863,11 +863,6 @@ static void bulk_install(bulk *b)
 	}
 }
 
-static bool slot_live(const cohort_table *t, uint32_t slot)
-{
-	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
-}
-
 /* Collect slots [lo, hi) that are live (all: every one; else only the
  * stale ones) and, for dead stale ones, clear them. Under rdlock_all. */
 static int bulk_collect(bulk *b, uint32_t lo, uint32_t hi, bool all,

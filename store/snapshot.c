@@ -118,11 +118,6 @@ static void sec_end(out *o, uint32_t kind, uint32_t table, uint32_t column)
 	}
 }
 
-static bool live(const cohort_table *t, uint32_t slot)
-{
-	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
-}
-
 /*
  * Write `width` bytes for every live slot below hwm, taken from per-chunk
  * arrays with `stride` bytes per slot (plane(ctx, chunk) gives the array).
@@ -182,7 +177,7 @@ static void write_table(out *o, cohort_table *t)
 	int ncols = table_ncols(t);
 	uint64_t nrows = 0;
 	for (uint32_t s = 0; s < hwm; s++)
-		nrows += live(t, s);
+		nrows += slot_live(t, s);
 
 	/* the schema as the log's create-table record has it, then the rows */
 	cohort_column_def *defs = schema_defs_of(t);
@@ -204,7 +199,7 @@ static void write_table(out *o, cohort_table *t)
 
 	sec_begin(o);
 	for (uint32_t s = 0; s < hwm; s++) {
-		if (!live(t, s))
+		if (!slot_live(t, s))
 			continue;
 		uint32_t len;
 		const char *k = table_slot_key(t, s, &len);
@@ -231,7 +226,7 @@ static void write_table(out *o, cohort_table *t)
 				s += 63;
 				continue;
 			}
-			if (!live(t, s))
+			if (!slot_live(t, s))
 				continue;
 			if (bit_get(col_chunk(c, s)->valid, slot_off(s)))
 				word |= UINT64_C(1) << (nbit & 63);
@@ -254,7 +249,7 @@ static void write_table(out *o, cohort_table *t)
 			for (uint32_t s = 0; s < hwm; s++) {
 				colchunk *ch = col_chunk(c, s);
 				uint32_t code = ((uint32_t *)ch->plane0)[slot_off(s)];
-				if (live(t, s) && bit_get(ch->valid, slot_off(s)) &&
+				if (slot_live(t, s) && bit_get(ch->valid, slot_off(s)) &&
 				    code < nd && remap[code] == 0)
 					remap[code] = ++used;
 			}
@@ -276,7 +271,7 @@ static void write_table(out *o, cohort_table *t)
 		size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
 		if (remap) {
 			for (uint32_t s = 0; s < hwm; s++) {
-				if (!live(t, s))
+				if (!slot_live(t, s))
 					continue;
 				colchunk *ch = col_chunk(c, s);
 				uint32_t code = 0;
@@ -315,7 +310,7 @@ static void write_indexes(out *o, cohort_table *t)
 		return;
 	}
 	for (uint32_t s = 0; s < hwm; s++)
-		rank[s] = live(t, s) ? r++ : UINT32_MAX;
+		rank[s] = slot_live(t, s) ? r++ : UINT32_MAX;
 	for (int i = 0; i < ni && !o->err; i++) {
 		sec_begin(o);
 		int rc = ann_encode(t, i, rank, out_put_cb, o);

@@ -243,6 +243,12 @@ static inline uint32_t slot_off(uint32_t slot)
 	return slot & (CHUNK_ROWS - 1);
 }
 
+/* Does slot hold a row? (under its stripe lock, or every stripe) */
+static inline bool slot_live(const cohort_table *t, uint32_t slot)
+{
+	return bit_get(tab_chunk(t, slot)->live, slot_off(slot));
+}
+
 static inline int table_ncols(const cohort_table *t)
 {
 	return atomic_load_explicit(&((cohort_table *)t)->ncols,
