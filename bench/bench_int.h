@@ -30,11 +30,14 @@
 #define BENCH_SUITES(X)                                                       \
 	X(store, "get, get_many, put, event, filter scan, memory per row")   \
 	X(wal, "events/s under each fsync policy, group commit, fdatasync") \
-	X(persona, "nearest-centroid assignment vs the multiply-add peak")
+	X(persona, "nearest-centroid assignment vs the multiply-add peak") \
+	X(ann, "HNSW recall/QPS, build, memory vs hnswlib and FAISS")
 
 typedef struct bench_ctx {
 	bool json;               /* --json: one JSON object per line */
 	bool quick;              /* --quick: small sizes, short runs (smoke) */
+	size_t ann_n;            /* --ann-n N: vectors of the ann suite's
+	                            synthetic set; 0: its default */
 	const char *suite;       /* the suite being run, for bench_report */
 	double seconds;          /* length of one timed run */
 	int reps;                /* timed runs per figure */
@@ -48,6 +51,10 @@ typedef int (*bench_suite_fn)(bench_ctx *ctx);
 #define BENCH_X_PROTO(name, desc) int bench_##name(bench_ctx *ctx);
 BENCH_SUITES(BENCH_X_PROTO)
 #undef BENCH_X_PROTO
+
+/* The ann suite's part inside the store: filtered recall and the cost of
+ * an index to ingest (bench_ann_store.c). */
+int bench_ann_store(bench_ctx *ctx);
 
 /* ------------------------------------------------------------------------
  * Time
@@ -174,7 +181,7 @@ uint64_t bench_rss(void);
 /* ------------------------------------------------------------------------
  * Reporting
  * ------------------------------------------------------------------------ */
-#define BENCH_MAX_EXTRA 8
+#define BENCH_MAX_EXTRA 12
 
 typedef struct bench_line {
 	const char *metric;

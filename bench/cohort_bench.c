@@ -2,12 +2,14 @@
  * cohort_bench.c -- cohort-bench: the command line, the suite registry and
  * the harness every suite uses (clock, threads, plain reads, reporting).
  *
- *   cohort-bench SUITE [--json] [--quick]
+ *   cohort-bench SUITE [--json] [--quick] [--ann-n N]
  *
  * SUITE is a name from BENCH_SUITES (bench_int.h) or `all`. --json prints one
  * JSON object per figure and line on stdout ({"suite", "metric", "value",
  * "unit", ...} plus the machine, its core count and the date); without it a
  * table for a reader. --quick shrinks sizes and run lengths for a smoke run.
+ * --ann-n sets the size of the ann suite's synthetic set (1000000 for the
+ * full-size figure; building it on one thread takes minutes a library).
  * Exit status: 0, 1 when a suite failed, 2 on a usage error.
  *
  * Timed runs (bench_run) put every thread behind a barrier and stop all of
@@ -533,10 +535,12 @@ static void machine_info(bench_ctx *ctx)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: cohort-bench SUITE [--json] [--quick]\n"
+	fprintf(f, "usage: cohort-bench SUITE [--json] [--quick] [--ann-n N]\n"
 		   "  SUITE    one of the suites below, or `all`\n"
 		   "  --json   one JSON object per figure and line\n"
 		   "  --quick  small sizes and short runs (smoke test)\n"
+		   "  --ann-n  vectors in the ann suite's synthetic set "
+		   "(default 200000)\n"
 		   "suites:\n");
 	for (size_t i = 0; i < NSUITES; i++)
 		fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].desc);
@@ -574,6 +578,15 @@ int main(int argc, char **argv)
 			ctx.json = true;
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			ctx.quick = true;
+		} else if (strcmp(argv[i], "--ann-n") == 0 && i + 1 < argc) {
+			char *end;
+			unsigned long long n = strtoull(argv[++i], &end, 10);
+			if (*end || n < 100 || n > UINT32_MAX) {
+				fprintf(stderr, "cohort-bench: --ann-n wants a "
+					"count from 100 to %u\n", UINT32_MAX);
+				return 2;
+			}
+			ctx.ann_n = (size_t)n;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 			   strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
