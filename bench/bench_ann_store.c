@@ -254,7 +254,8 @@ int bench_ann_store(bench_ctx *ctx)
 		       ">= 0.3, met" : ">= 0.3, NOT met");
 	bench_line_str(&l, "what", "new 64-d vectors put by 2 threads; with "
 		       "the index the time runs until the pending set is "
-		       "drained into the graph (the worker inserts each full batch on every core)");
+		       "drained into the graph (the worker inserts each "
+		       "full batch on every core)");
 	bench_report(ctx, &l);
 	cohort_close(db);
 	return counted ? 0 : 1;
