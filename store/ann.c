@@ -1193,10 +1193,22 @@ int ann_drain(cohort_db *db)
 		for (int j = 0; j < ni; j++)
 			memcpy(names[j], t->indexes[j]->name, sizeof(names[j]));
 		pthread_rwlock_unlock(&t->ilock);
+		/* bounded: a row an insert failed on (out of memory) stays
+		 * pending, and close must not wait for it forever */
+		int64_t deadline = mono_ms() + 30000;
 		for (int j = 0; j < ni; j++) {
-			int rc = cohort_index_wait(t, names[j]);
-			if (rc)
-				return rc;
+			for (;;) {
+				cohort_index_info in;
+				int rc = cohort_index_describe(t, names[j], &in);
+				if (rc)
+					return rc;
+				if (in.pending == 0)
+					break;
+				if (mono_ms() > deadline)
+					return COHORT_EBUSY;
+				struct timespec ts = { 0, 1000000 };
+				nanosleep(&ts, NULL);
+			}
 		}
 	}
 	return 0;

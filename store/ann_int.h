@@ -48,7 +48,8 @@ void ann_row_end(cohort_table *t, aw_ctx *w);
 
 int ann_chunk_add(cohort_table *t, uint32_t chunk);
 void ann_table_free(cohort_table *t);
-/* Wait until no index of the database has pending rows. */
+/* Wait until no index of the database has pending rows (at most 30 s:
+ * COHORT_EBUSY then, and close skips its snapshot: the log has it all). */
 int ann_drain(cohort_db *db);
 /* The snapshot cut: hold (and release) every index's worker. */
 void ann_pause(cohort_table *t);
