@@ -80,6 +80,10 @@ typedef struct dist_kernels {
 
 	/* 8-bit codes (uint8), exact for dim <= DIST_U8_MAX_DIM. */
 	int32_t (*l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t dim);
+	/* l2sq_u8 that may stop early: exact when the result is <= bound,
+	 * otherwise some value > bound (a search's candidate test). */
+	int32_t (*l2sq_u8_max)(const uint8_t *a, const uint8_t *b, size_t dim,
+			       int32_t bound);
 	int32_t (*ip_u8)(const uint8_t *a, const uint8_t *b, size_t dim);
 
 	/* Nearest centroid of nq queries: query i starts at x + i * x_stride

@@ -136,6 +136,19 @@ static int32_t NAME(l2sq_u8)(const uint8_t *a, const uint8_t *b, size_t dim)
 	return (int32_t)s;
 }
 
+static int32_t NAME(l2sq_u8_max)(const uint8_t *a, const uint8_t *b,
+				   size_t dim, int32_t bound)
+{
+	int64_t s = 0;
+	for (size_t i = 0; i < dim; i++) {
+		int d = (int)a[i] - (int)b[i];
+		s += d * d;
+		if ((i & 63) == 63 && s > bound)
+			return (int32_t)(s < INT32_MAX ? s : INT32_MAX);
+	}
+	return (int32_t)s;
+}
+
 static int32_t NAME(ip_u8)(const uint8_t *a, const uint8_t *b, size_t dim)
 {
 	int64_t s = 0;
@@ -544,6 +557,33 @@ static ALWAYS_INLINE vi step_ip_u8(vi acc, vi a, vi b)
 U8_KERNEL(l2sq_u8, step_l2_u8)
 U8_KERNEL(ip_u8, step_ip_u8)
 
+/* l2sq_u8 that gives up once its partial sum passes bound (checked every
+ * 4 vectors): exact when the distance is at most bound, else some partial
+ * sum above it. What a search needs to drop a candidate. */
+static int32_t NAME(l2sq_u8_max)(const uint8_t *a, const uint8_t *b,
+				 size_t dim, int32_t bound)
+{
+	vi s0 = VI_ZERO(), s1 = s0;
+	size_t i = 0;
+	for (; i + 4 * WB <= dim; i += 4 * WB) {
+		s0 = step_l2_u8(s0, VI_LOADU(a + i), VI_LOADU(b + i));
+		s1 = step_l2_u8(s1, VI_LOADU(a + i + WB), VI_LOADU(b + i + WB));
+		s0 = step_l2_u8(s0, VI_LOADU(a + i + 2 * WB),
+				VI_LOADU(b + i + 2 * WB));
+		s1 = step_l2_u8(s1, VI_LOADU(a + i + 3 * WB),
+				VI_LOADU(b + i + 3 * WB));
+		int32_t part = hsum_i32(VI_ADD32(s0, s1));
+		if (part > bound)
+			return part;
+	}
+	for (; i + WB <= dim; i += WB)
+		s0 = step_l2_u8(s0, VI_LOADU(a + i), VI_LOADU(b + i));
+	if (i < dim)
+		s1 = step_l2_u8(s1, load_tail_u8(a + i, dim - i),
+				load_tail_u8(b + i, dim - i));
+	return hsum_i32(VI_ADD32(s0, s1));
+}
+
 /*
  * The tile: acc[q][v] = x_q . (centroid vector v), for TQ queries and the
  * nv = nb * NV vectors of nb (TB or 1) blocks starting at blk: vector v is
@@ -809,6 +849,7 @@ const dist_kernels CAT(dist_kernels, KERN_SUFFIX) = {
 	.ip_many = NAME(ip_many),
 	.cosine_many = NAME(cosine_many),
 	.l2sq_u8 = NAME(l2sq_u8),
+	.l2sq_u8_max = NAME(l2sq_u8_max),
 	.ip_u8 = NAME(ip_u8),
 	.assign = NAME(assign),
 	.topm = NAME(topm),

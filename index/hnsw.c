@@ -225,11 +225,30 @@ static inline float cdist(const hnsw *h, const uint8_t *a, int32_t sa,
 	return (float)-ip;
 }
 
-static inline float ndist(const hnsw *h, const uint8_t *q, int32_t qs,
-			  uint32_t n)
+static inline float ndist_full(const hnsw *h, const uint8_t *q, int32_t qs,
+			       uint32_t n)
 {
 	const node *x = node_at(h, n);
 	return cdist(h, q, qs, code_of(h, x), x->codesum);
+}
+
+/* ndist when only a distance below `below` matters: L2 stops early past
+ * it (the result is then some value >= below). */
+static inline float ndist_below(const hnsw *h, const uint8_t *q, int32_t qs,
+				uint32_t n, float below)
+{
+	if (h->p.metric != HNSW_L2 || !(below < 2147483520.0f))
+		return ndist_full(h, q, qs, n);
+	const node *x = node_at(h, n);
+	/* code distances are integers: d < below iff d <= ceil(below) - 1 */
+	int32_t bound = (int32_t)ceilf(below) - 1;
+	return (float)h->k->l2sq_u8_max(q, code_of(h, x), h->p.dim, bound);
+}
+
+static inline float ndist(const hnsw *h, const uint8_t *q, int32_t qs,
+			  uint32_t n)
+{
+	return ndist_full(h, q, qs, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -421,7 +440,8 @@ static int search_level(searcher *s, const uint8_t *q, int32_t qs,
 			uint32_t e = s->buf[i];
 			if (i + 1 < nu)
 				prefetch_node(h, s->buf[i + 1]);
-			float d = ndist(h, q, qs, e);
+			float d = s->top.n < ef ? ndist(h, q, qs, e) :
+				ndist_below(h, q, qs, e, s->top.a[0].d);
 			if (s->top.n < ef || d < s->top.a[0].d) {
 				rc = heap_push(&s->cands, (cand){ d, e });
 				if (rc)

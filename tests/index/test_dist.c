@@ -615,3 +615,48 @@ Test(dist_tiled, checked_calls_validate_arguments)
 	}
 	dist_packed_free(&p);
 }
+
+/* l2sq_u8_max: exact when the distance is at most the bound, else above
+ * the bound; on every path and at dimensions with tails. */
+Test(dist_int8, l2sq_u8_max_exact_below_the_bound)
+{
+	uint64_t seed = 5;
+	for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+		size_t dim = dims[di];
+		uint8_t *a = cmalloc(dim), *b = cmalloc(dim);
+		for (int rep = 0; rep < 50; rep++) {
+			for (size_t j = 0; j < dim; j++) {
+				seed = seed * 6364136223846793005ull + 1;
+				a[j] = (uint8_t)(seed >> 56);
+				b[j] = (uint8_t)(seed >> 48);
+			}
+			int64_t want = 0;
+			for (size_t j = 0; j < dim; j++)
+				want += ((int)a[j] - b[j]) * ((int)a[j] - b[j]);
+			int32_t bounds[] = { 0, (int32_t)(want / 3),
+					     (int32_t)want - 1, (int32_t)want,
+					     (int32_t)want + 1, INT32_MAX };
+			for (int lv = 0; lv <= (int)simd_level_best(); lv++) {
+				const dist_kernels *k =
+					dist_for_level((simd_level)lv);
+				for (int bi = 0; bi < 6; bi++) {
+					int32_t r = k->l2sq_u8_max(a, b, dim,
+								   bounds[bi]);
+					if (want <= bounds[bi])
+						cr_assert_eq(r, want, "%s dim %zu",
+							     simd_level_name(
+								(simd_level)lv),
+							     dim);
+					else
+						cr_assert_gt(r, bounds[bi],
+							     "%s dim %zu",
+							     simd_level_name(
+								(simd_level)lv),
+							     dim);
+				}
+			}
+		}
+		cfree(a);
+		cfree(b);
+	}
+}
