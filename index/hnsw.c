@@ -426,6 +426,13 @@ static int search_level(searcher *s, const uint8_t *q, int32_t qs,
 		cand c = heap_pop(&s->cands);
 		if (s->top.n >= ef && c.d > s->top.a[0].d)
 			break;
+		if (s->cands.n) {
+			/* the next candidate's lock and links, meanwhile */
+			const char *nx = (const char *)node_at(h, s->cands.a[0].n);
+			__builtin_prefetch(nx);
+			__builtin_prefetch(nx + 64);
+			__builtin_prefetch(nx + 128);
+		}
 		uint32_t nl = links_copy(h, node_at(h, c.n), l, s->buf);
 		/* the unvisited neighbours first, then their distances, each
 		 * node's codes fetched while the one before is measured: the
