@@ -458,10 +458,16 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 	pw.heap = NULL;
 	aw_ctx aw;
 	aw.n = 0;
-	if (rc == 0 && persona_active(t)) {
-		uint64_t cols[COHORT_MAX_COLUMNS / 64] = { 0 };
+	/* the written columns, for the persona models and indexes that
+	 * derive from them (built once, only when there are some) */
+	bool derived = persona_active(t) || ann_active(t);
+	uint64_t cols[COHORT_MAX_COLUMNS / 64];
+	if (derived) {
+		memset(cols, 0, sizeof(cols));
 		for (size_t k = 0; k < npend; k++)
 			cols[pend[k].col >> 6] |= UINT64_C(1) << (pend[k].col & 63);
+	}
+	if (rc == 0 && persona_active(t)) {
 		rc = pw_begin(t, &pw, slot, h, fresh, reset, cols);
 		if (rc && fresh) {
 			keymap_remove(s, h, slot);
@@ -487,13 +493,8 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 			__atomic_store_n(rt, time, __ATOMIC_RELAXED);
 		if (pw.n)
 			pw_commit(t, &pw, time, key, (uint32_t)key_len);
-		if (ann_active(t)) {
-			uint64_t cols[COHORT_MAX_COLUMNS / 64] = { 0 };
-			for (size_t k = 0; k < npend; k++)
-				cols[pend[k].col >> 6] |=
-					UINT64_C(1) << (pend[k].col & 63);
+		if (ann_active(t))
 			ann_row_written(t, &aw, slot, h, cols, reset, false);
-		}
 	}
 	pthread_rwlock_unlock(&s->lock);
 	if (pw.n || pw.heap)
