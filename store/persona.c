@@ -1092,6 +1092,39 @@ typedef struct tdata {
 	size_t n, cap;
 } tdata;
 
+static void tdata_free(tdata *d)
+{
+	cfree(d->x);
+	cfree(d->raw);
+	cfree(d->valid);
+}
+
+/* The standardisation of numeric inputs: per column, the mean and the
+ * sample standard deviation of its non-null values (1 where it is 0 or
+ * undefined). */
+static void column_stats(const tdata *d, uint32_t dim, double *mean,
+			 double *sd)
+{
+	for (uint32_t j = 0; j < dim; j++) {
+		double s = 0, q = 0;
+		size_t c = 0;
+		for (size_t i = 0; i < d->n; i++)
+			if (d->valid[i * dim + j]) {
+				s += d->raw[i * dim + j];
+				c++;
+			}
+		mean[j] = c ? s / (double)c : 0;
+		for (size_t i = 0; i < d->n; i++)
+			if (d->valid[i * dim + j]) {
+				double e = d->raw[i * dim + j] - mean[j];
+				q += e * e;
+			}
+		sd[j] = c > 1 ? sqrt(q / (double)(c - 1)) : 1;
+		if (!(sd[j] > 0))
+			sd[j] = 1;
+	}
+}
+
 /* Gather a random sample of the rows that have inputs. */
 static int gather(pmodel *m, const cohort_train_opts *o, uint64_t want,
 		  tdata *d)
@@ -1184,23 +1217,9 @@ static int train_model(cohort_table *t, const char *name,
 		sd = ccalloc(m->dim, sizeof(double));
 		if (!mean || !sd)
 			rc = COHORT_ENOMEM;
+		if (rc == 0)
+			column_stats(&d, m->dim, mean, sd);
 		for (uint32_t j = 0; rc == 0 && j < m->dim; j++) {
-			double s = 0, s2 = 0;
-			size_t c = 0;
-			for (size_t i = 0; i < d.n; i++)
-				if (d.valid[i * m->dim + j]) {
-					s += d.raw[i * m->dim + j];
-					c++;
-				}
-			mean[j] = c ? s / (double)c : 0;
-			for (size_t i = 0; i < d.n; i++)
-				if (d.valid[i * m->dim + j]) {
-					double e = d.raw[i * m->dim + j] - mean[j];
-					s2 += e * e;
-				}
-			sd[j] = c > 1 ? sqrt(s2 / (double)(c - 1)) : 1;
-			if (!(sd[j] > 0))
-				sd[j] = 1;
 			for (size_t i = 0; i < d.n; i++)
 				d.x[i * m->dim + j] = d.valid[i * m->dim + j] ?
 					(float)((d.raw[i * m->dim + j] - mean[j]) /
@@ -1222,9 +1241,7 @@ static int train_model(cohort_table *t, const char *name,
 		if (krc)
 			rc = krc == -ENOMEM ? COHORT_ENOMEM : COHORT_EINVAL;
 	}
-	cfree(d.x);
-	cfree(d.raw);
-	cfree(d.valid);
+	tdata_free(&d);
 	if (rc == 0 && !atomic_load(cancel))
 		rc = install_version(t, name, def, o->k, cent, mean, sd,
 				     o->threads, cancel, 0);
@@ -1393,25 +1410,9 @@ int cohort_persona_upload(cohort_table *t, const char *model,
 		s2 = ccalloc(dim, 8);
 		if (rc == 0 && (!m2 || !s2))
 			rc = COHORT_ENOMEM;
-		for (uint32_t j = 0; rc == 0 && j < dim; j++) {
-			double s = 0, q = 0;
-			size_t c = 0;
-			for (size_t i = 0; i < d.n; i++)
-				if (d.valid[i * dim + j]) {
-					s += d.raw[i * dim + j];
-					c++;
-				}
-			m2[j] = c ? s / (double)c : 0;
-			for (size_t i = 0; i < d.n; i++)
-				if (d.valid[i * dim + j]) {
-					double e = d.raw[i * dim + j] - m2[j];
-					q += e * e;
-				}
-			s2[j] = c > 1 ? sqrt(q / (double)(c - 1)) : 1;
-		}
-		cfree(d.x);
-		cfree(d.raw);
-		cfree(d.valid);
+		if (rc == 0)
+			column_stats(&d, dim, m2, s2);
+		tdata_free(&d);
 		if (mean)
 			memcpy(m2, mean, dim * 8);
 		if (sd)
