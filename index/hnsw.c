@@ -506,6 +506,29 @@ static size_t heuristic(const hnsw *h, cand *c, size_t n, size_t m)
 	return kept;
 }
 
+/* Make x's links at level l (x locked) the heuristic's choice among the
+ * m candidates c (distances from x; sorted here, c is reused), with topup
+ * filled to the cap with the nearest of the rest. */
+static void relink(const hnsw *h, node *x, int l, uint32_t *ls,
+		   uint32_t *cs, uint32_t cap, cand *c, size_t m, bool topup)
+{
+	qsort(c, m, sizeof(cand), cand_cmp);
+	cand all[2 * 128 + 2];
+	if (topup)
+		memcpy(all, c, m * sizeof(cand));
+	size_t k = heuristic(h, c, m, cap);
+	for (size_t i = 0; topup && i < m && k < cap; i++) {
+		bool in = false;
+		for (size_t j = 0; j < k && !in; j++)
+			in = c[j].n == all[i].n;
+		if (!in)
+			c[k++] = all[i];
+	}
+	for (size_t i = 0; i < k; i++)
+		ls[i] = c[i].n;
+	links_set_count(x, l, cs, (uint32_t)k);
+}
+
 /* Add link e -> n at level l, pruning e's list by the heuristic when it is
  * full. Under no lock; takes e's. */
 static void link_back(hnsw *h, uint32_t e, uint32_t n, int l)
@@ -536,11 +559,7 @@ static void link_back(hnsw *h, uint32_t e, uint32_t n, int l)
 	const node *y = node_at(h, n);
 	c[cnt] = (cand){ cdist(h, xc, x->codesum, code_of(h, y), y->codesum),
 			 n };
-	qsort(c, cnt + 1, sizeof(cand), cand_cmp);
-	size_t k = heuristic(h, c, cnt + 1, cap);
-	for (size_t i = 0; i < k; i++)
-		ls[i] = c[i].n;
-	links_set_count(x, l, cs, (uint32_t)k);
+	relink(h, x, l, ls, cs, cap, c, cnt + 1, false);
 	unlock_node(x);
 }
 
@@ -797,23 +816,9 @@ static void repair(hnsw *h, uint32_t e, uint32_t d, int l,
 					       yn->codesum), y };
 		}
 	}
-	qsort(c, m, sizeof(cand), cand_cmp);
-	/* the heuristic's choice, then, unlike at insertion, the nearest
-	 * of the rest up to the cap: a repaired node keeps its degree, so
-	 * the graph does not thin out under churn */
-	cand all[2 * 128 + 2];
-	memcpy(all, c, m * sizeof(cand));
-	size_t k = heuristic(h, c, m, cap);
-	for (size_t i = 0; i < m && k < cap; i++) {
-		bool in = false;
-		for (size_t j = 0; j < k && !in; j++)
-			in = c[j].n == all[i].n;
-		if (!in)
-			c[k++] = all[i];
-	}
-	for (size_t i = 0; i < k; i++)
-		ls[i] = c[i].n;
-	links_set_count(x, l, cs, (uint32_t)k);
+	/* unlike at insertion, topped up: a repaired node keeps its degree,
+	 * so the graph does not thin out under churn */
+	relink(h, x, l, ls, cs, cap, c, m, true);
 	unlock_node(x);
 }
 
