@@ -20,7 +20,7 @@ endif
 # Packages the build needs on Debian 12; `make` installs the missing ones.
 PKGS := libjemalloc-dev liburing-dev libsimde-dev libcriterion-dev pkg-config \
 	python3-faiss python3-numpy libopenblas0-pthread dataset-fashion-mnist \
-	g++ zlib1g-dev libhnswlib-dev gnuplot-nox
+	g++ zlib1g-dev libhnswlib-dev gnuplot-nox redis-server clang
 DEPS_STAMP := build/.deps-ok
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -31,7 +31,7 @@ endif
 
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -g -fno-omit-frame-pointer -pthread -D_GNU_SOURCE \
-	$(WARN) -Istore -Iindex -MMD -MP
+	$(WARN) -Istore -Iindex -Inet -MMD -MP
 LDLIBS := -luring -lm -pthread
 
 # C++ only for the peer shims of cohort-bench (bench/*.cc: hnswlib is a
@@ -77,6 +77,17 @@ STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
 	store/io.c store/wal.c store/persist.c store/snapshot.c store/persona.c \
 	store/rowq.c store/ann.c
 
+# net/: the protocol codec and the client library (libcohort-client.a,
+# which needs only cohort.h's types and error table), the server's modules
+# (cohortd = server objects + cohortd.c's main), and the CLI.
+CLIENT_SRC := $(wildcard net/proto.c net/client.c) store/error.c
+SERVER_SRC := $(wildcard net/conn.c net/handler.c net/auth.c net/metrics.c \
+	net/server.c)
+CLIENT_LIB := $(BUILD)/libcohort-client.a
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+COHORTD := $(BUILD)/cohortd
+CLI     := $(BUILD)/cohort
+
 LIB_SRC := $(INDEX_SRC) $(STORE_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/index/crc32c_hw.o \
 	$(foreach t,$(SIMD_TARGETS),$(KERNELS:%.c=$(BUILD)/%.$(t).o))
@@ -87,15 +98,19 @@ BENCH   := $(BUILD)/cohort-bench
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_CXX := $(wildcard bench/*.cc)
 TESTS   := $(BUILD)/cohort-tests
-TEST_SRC := $(filter-out tests/tsan/%,$(wildcard tests/*/*.c))
+TEST_SRC := $(filter-out tests/tsan/% tests/fuzz/%,$(wildcard tests/*/*.c))
 # ThreadSanitizer drivers: plain programs (Criterion cannot run under it)
 TSAN_BIN := $(patsubst tests/tsan/%.c,$(BUILD)/tsan-%,$(wildcard tests/tsan/*.c))
-PROGRAMS := $(DEMO) $(BENCH)
+PROGRAMS := $(DEMO) $(BENCH) $(if $(wildcard net/cohortd.c),$(COHORTD)) \
+	$(if $(wildcard net/cli.c),$(CLI))
+# libFuzzer targets (clang): tests/fuzz/<name>.c, corpus in
+# tests/fuzz/corpus/<name>/
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all deps run test check tsan bench clean
+.PHONY: all deps run test check tsan bench clean fuzz fuzz-replay
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(PROGRAMS)
+all: $(LIB) $(CLIENT_LIB) $(PROGRAMS)
 
 # ---- dependencies --------------------------------------------------------
 deps: $(DEPS_STAMP)
@@ -137,17 +152,29 @@ $(LIB): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(CLIENT_LIB): $(CLIENT_SRC:%.c=$(BUILD)/%.o)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(COHORTD): $(BUILD)/net/cohortd.o $(SERVER_OBJ) $(LIB) $(CLIENT_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(CLI): $(BUILD)/net/cli.o $(CLIENT_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ -lm -o $@
+
 $(DEMO): $(BUILD)/store/demo.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # linked by the C++ driver for the shims' C++ runtime; -lz reads the
 # gzip'd data sets of the ann suite
-$(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BENCH_CXX:%.cc=$(BUILD)/%.o) $(LIB)
+$(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BENCH_CXX:%.cc=$(BUILD)/%.o) $(LIB) $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lz -o $@
 
-$(TESTS): $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB)
+$(TESTS): $(TEST_SRC:%.c=$(BUILD)/%.o) $(SERVER_OBJ) $(LIB) $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ -lcriterion $(LDLIBS) -o $@
 
@@ -156,8 +183,9 @@ run: $(DEMO)
 	$(DEMO) ../shared/data/bank-marketing/bank.csv
 
 # check: the tests of one build; test: the normal build, then sanitizers.
-check: $(TESTS)
-	$(TESTS) --jobs 2
+# integration tests start $(COHORTD) and run $(CLI): COHORT_BIN says where
+check: $(TESTS) $(PROGRAMS)
+	COHORT_BIN=$(BUILD) $(TESTS) --jobs 2
 
 test:
 	$(MAKE) check

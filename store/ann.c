@@ -680,6 +680,21 @@ int cohort_index_describe(const cohort_table *t, const char *name,
 	return 0;
 }
 
+int cohort_index_list(const cohort_table *t, const char **names, size_t max,
+		      size_t *n)
+{
+	if (!t || !n || (max && !names))
+		return seterr(COHORT_EINVAL, "index list: NULL argument");
+	cohort_table *w = (cohort_table *)t;
+	pthread_rwlock_rdlock(&w->ilock);
+	int ni = w->nindexes;
+	for (int i = 0; i < ni && (size_t)i < max; i++)
+		names[i] = t->indexes[i]->name;
+	*n = (size_t)ni;
+	pthread_rwlock_unlock(&w->ilock);
+	return 0;
+}
+
 int cohort_index_wait(const cohort_table *t, const char *name)
 {
 	if (!t)

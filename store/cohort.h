@@ -69,7 +69,11 @@ extern "C" {
 	X(EIO, -15, "I/O error")                                              \
 	X(ECORRUPT, -16, "data is corrupt")                                   \
 	X(EBADNAME, -17, "name must be 1 to 64 characters of [A-Za-z0-9_]") \
-	X(EBUSY, -18, "in use by another process")
+	X(EBUSY, -18, "in use by another process")                            \
+	X(EPROTO, -19, "malformed protocol frame")                            \
+	X(EAUTH, -20, "not authenticated, or a wrong token")                  \
+	X(EDENIED, -21, "the connection's role does not allow this")          \
+	X(ECLOSED, -22, "connection closed")
 
 enum {
 #define COHORT_X_ENUM(name, value, msg) COHORT_##name = (value),
@@ -231,6 +235,20 @@ int cohort_close(cohort_db *db);
  * COHORT_EINVAL for an in-memory database.
  */
 int cohort_snapshot(cohort_db *db);
+
+/*
+ * Deferred durability, for servers that answer many clients from one
+ * thread. After cohort_sync_defer(true), writes made by the calling thread
+ * return once logged, without waiting for the fsync policy's promise;
+ * cohort_sync_wait then waits, once, until every write the thread made
+ * since its last wait is as durable as the policy promises (under ALWAYS:
+ * on disk). A caller must not acknowledge a deferred write before
+ * cohort_sync_wait returned 0 for it; COHORT_EIO means the log has failed
+ * and none of those writes may be acknowledged. Thread-local; off by
+ * default.
+ */
+void cohort_sync_defer(bool on);
+int cohort_sync_wait(cohort_db *db);
 
 /* How the log writes: "io_uring", "pwrite (...reason...)", or "memory". */
 const char *cohort_db_io_path(const cohort_db *db);
@@ -758,6 +776,10 @@ typedef struct cohort_index_info {
 
 int cohort_index_describe(const cohort_table *t, const char *name,
 			  cohort_index_info *out);
+/* Index names of a table: *n gets their number, names[i] (up to max) their
+ * names, owned by the table. */
+int cohort_index_list(const cohort_table *t, const char **names, size_t max,
+		      size_t *n);
 /* Wait until no row is pending (tests, benchmarks, bulk loads). */
 int cohort_index_wait(const cohort_table *t, const char *name);
 

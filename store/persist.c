@@ -168,9 +168,33 @@ int persist_log(cohort_db *db, uint8_t type, const recbuf *b, uint64_t *lsn)
 	return wal_append(db->wal, type, b->p, (uint32_t)b->len, lsn);
 }
 
+/* Deferred durability (cohort_sync_defer): the highest LSN this thread
+ * logged while deferring, waited for by cohort_sync_wait. */
+static _Thread_local bool defer_on;
+static _Thread_local uint64_t defer_lsn;
+
 int persist_sync(cohort_db *db, uint64_t lsn)
 {
 	if (!db->wal || lsn == 0)
+		return 0;
+	if (defer_on) {
+		if (lsn > defer_lsn)
+			defer_lsn = lsn;
+		return wal_error(db->wal) ? wal_sync(db->wal, lsn) : 0;
+	}
+	return wal_sync(db->wal, lsn);
+}
+
+void cohort_sync_defer(bool on)
+{
+	defer_on = on;
+}
+
+int cohort_sync_wait(cohort_db *db)
+{
+	uint64_t lsn = defer_lsn;
+	defer_lsn = 0;
+	if (!db || !db->wal || lsn == 0)
 		return 0;
 	return wal_sync(db->wal, lsn);
 }
