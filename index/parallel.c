@@ -23,8 +23,9 @@ static void *pool_worker(void *arg)
 			break;
 		size_t lo = p->n * (size_t)part / PAR_PARTS;
 		size_t hi = p->n * (size_t)(part + 1) / PAR_PARTS;
-		if (lo < hi)
-			p->fn(p->ctx, part, lo, hi);
+		/* empty ranges too: each range's partial result is then
+		 * always written, so a caller never combines stale slots */
+		p->fn(p->ctx, part, lo, hi);
 	}
 	return NULL;
 }

@@ -21,7 +21,9 @@ typedef void (*par_fn)(void *ctx, int part, size_t lo, size_t hi);
 uint32_t par_threads(uint32_t asked);
 
 /* Run fn over the PAR_PARTS ranges of 0..n on up to `threads` threads (the
- * caller's included); returns when all are done. Empty ranges are skipped. */
+ * caller's included); returns when all are done. Every range is run once,
+ * empty ones (lo == hi, when n < PAR_PARTS) included, so that per-range
+ * outputs are always written. */
 void par_run(uint32_t threads, size_t n, par_fn fn, void *ctx);
 
 /* splitmix64: small, fast, good enough for sampling. */

@@ -98,6 +98,29 @@ Test(kmeans, recovers_well_separated_clusters)
 	free(c);
 }
 
+/* Fewer points than the parallel loop has ranges (16): the empty ranges'
+ * partial sums must not leak into the centroids. */
+Test(kmeans, fewer_points_than_parallel_ranges)
+{
+	for (size_t n = 2; n < 20; n++) {
+		float x[20];
+		uint32_t labels[20];
+		for (size_t i = 0; i < n; i++)
+			x[i] = (i % 2) ? 10.0f : 0.0f;
+		float c[2];
+		kmeans_opts o = { .seed = n, .threads = 2 };
+		kmeans_stats st;
+		cr_assert_eq(kmeans_train(x, n, 1, 1, 2, &o, c, labels, &st),
+			     0);
+		float lo = c[0] < c[1] ? c[0] : c[1];
+		float hi = c[0] < c[1] ? c[1] : c[0];
+		cr_assert(lo == 0.0f && hi == 10.0f,
+			  "n %zu: centroids %g %g", n, (double)c[0],
+			  (double)c[1]);
+		cr_assert_eq(st.objective, 0.0, "n %zu", n);
+	}
+}
+
 Test(kmeans, same_result_on_one_thread_and_on_four)
 {
 	const size_t n = 5000, dim = 12, k = 17;
