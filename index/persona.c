@@ -109,8 +109,11 @@ void persona_nearest(const persona_cents *pc, const float *x, size_t nq,
 			}
 			double e = kernel_err(pc, xi);
 			double first = td[i * 2], second = td[i * 2 + 1];
-			if (second - first <= 2 * e) {
-				/* near tie: settle it exactly */
+			/* a near tie, or float overflow (huge inputs give
+			 * infinite or NaN distances and no label): settle it
+			 * exactly, in double */
+			if (!(second - first > 2 * e) || !isfinite(first) ||
+			    tl[i * 2] >= pc->k) {
 				uint32_t b;
 				double db, ds;
 				exact_two(pc, xi, &b, &db, &ds);

@@ -244,6 +244,17 @@ static bool row_raw(const pmodel *m, uint32_t slot, double *raw,
 }
 
 /* The standardised features of a row (dim floats); false: none. */
+/* A standardised input as a float, clamped to +-1e15: a tiny sd or a huge
+ * value would otherwise overflow to infinity, and distances with it. The
+ * clamp keeps 64 squared inputs far inside float's range. */
+static float zscore(double x, double mean, double sd)
+{
+	double z = (x - mean) / sd;
+	if (!(z > -1e15))
+		return z != z ? 0.0f : -1e15f;
+	return z < 1e15 ? (float)z : 1e15f;
+}
+
 static bool row_feat(const pmodel *m, const pver *v, uint32_t slot, float *z)
 {
 	if (m->is_vec) {
@@ -261,7 +272,7 @@ static bool row_feat(const pmodel *m, const pver *v, uint32_t slot, float *z)
 	if (!row_raw(m, slot, raw, valid))
 		return false;
 	for (uint32_t j = 0; j < m->dim; j++)
-		z[j] = valid[j] ? (float)((raw[j] - v->mean[j]) / v->sd[j]) : 0;
+		z[j] = valid[j] ? zscore(raw[j], v->mean[j], v->sd[j]) : 0;
 	return true;
 }
 
@@ -1222,8 +1233,8 @@ static int train_model(cohort_table *t, const char *name,
 		for (uint32_t j = 0; rc == 0 && j < m->dim; j++) {
 			for (size_t i = 0; i < d.n; i++)
 				d.x[i * m->dim + j] = d.valid[i * m->dim + j] ?
-					(float)((d.raw[i * m->dim + j] - mean[j]) /
-						sd[j]) : 0;
+					zscore(d.raw[i * m->dim + j], mean[j],
+					       sd[j]) : 0;
 		}
 	}
 	if (rc == 0) {
@@ -2035,7 +2046,7 @@ int cohort_persona_assign_values(const cohort_table *t, const char *model,
 			continue;
 		}
 		raw[i] = x;
-		z[i] = (float)((x - ver->mean[i]) / ver->sd[i]);
+		z[i] = zscore(x, ver->mean[i], ver->sd[i]);
 		has = true;
 	}
 	if (rc == 0)

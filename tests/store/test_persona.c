@@ -671,3 +671,52 @@ Test(persona, drop_and_errors)
 	OK(cohort_put(t, "k", 1, 1, &f, 1));
 	cohort_close(db);
 }
+
+/* A tiny sd (standardised inputs beyond float's range) or huge vectors
+ * (squared distances beyond it): rows still get a valid persona, the
+ * nearest one. */
+Test(persona, overflowing_inputs_get_valid_personas)
+{
+	cohort_db *db;
+	cr_assert_eq(cohort_open(NULL, NULL, &db), 0);
+	cohort_column_def cols[] = { { "a", COHORT_I32, 0, 0 },
+				     { "b", COHORT_F64, 0, 0 },
+				     { "v", COHORT_VEC, 2, 0 } };
+	cohort_table *t;
+	cr_assert_eq(cohort_table_create(db, "t", cols, 3, NULL, &t), 0);
+	for (int i = 0; i < 32; i++) {
+		char k[8];
+		int kl = keyf(k, i);
+		float v[2] = { (i % 2 ? 1e30f : -1e30f), 3e38f };
+		cohort_field f[] = { { 0, cohort_i32(i) },
+				     { 1, cohort_f64(i * 0.5) },
+				     { 2, cohort_vec(v, 2) } };
+		cr_assert_eq(cohort_put(t, k, (size_t)kl, 1000, f, 3), 0);
+	}
+	int num[] = { 0, 1 }, vec[] = { 2 };
+	cohort_persona_def dn = { num, 2, COHORT_PERSONA_AT_ONCE, 0, 0 };
+	cohort_persona_def dv = { vec, 1, COHORT_PERSONA_AT_ONCE, 0, 0 };
+	float cn[4] = { 0, 0, 1, 1 };
+	double mean[2] = { 10, 5 }, sd[2] = { 1e-300, 3 };
+	cr_assert_eq(cohort_persona_upload(t, "n", &dn, 2, 2, cn, mean, sd), 0,
+		     "%s", cohort_errdetail());
+	float cv[4] = { -1e30f, 3e38f, 1e30f, 3e38f };
+	cr_assert_eq(cohort_persona_upload(t, "v", &dv, 2, 2, cv, NULL, NULL),
+		     0, "%s", cohort_errdetail());
+	uint64_t sizes[2], ver;
+	cr_assert_eq(cohort_persona_sizes(t, "n", sizes, 2, &ver), 0);
+	cr_assert_eq(sizes[0] + sizes[1], 32);
+	cr_assert_eq(cohort_persona_sizes(t, "v", sizes, 2, &ver), 0);
+	cr_assert_eq(sizes[0], 16);
+	cr_assert_eq(sizes[1], 16);
+	for (int i = 0; i < 32; i++) {
+		char k[8];
+		int kl = keyf(k, i);
+		cohort_persona_state st;
+		cr_assert_eq(cohort_persona_get(t, "v", k, (size_t)kl, &st), 1);
+		cr_assert_eq(st.persona, (uint32_t)(i % 2), "row %d", i);
+		cr_assert_eq(cohort_persona_get(t, "n", k, (size_t)kl, &st), 1);
+		cr_assert_lt(st.persona, 2u, "row %d", i);
+	}
+	cohort_close(db);
+}
