@@ -685,7 +685,7 @@ Test(persona, overflowing_inputs_get_valid_personas)
 	cohort_table *t;
 	cr_assert_eq(cohort_table_create(db, "t", cols, 3, NULL, &t), 0);
 	for (int i = 0; i < 32; i++) {
-		char k[8];
+		char k[32];
 		int kl = keyf(k, i);
 		float v[2] = { (i % 2 ? 1e30f : -1e30f), 3e38f };
 		cohort_field f[] = { { 0, cohort_i32(i) },
@@ -710,7 +710,7 @@ Test(persona, overflowing_inputs_get_valid_personas)
 	cr_assert_eq(sizes[0], 16);
 	cr_assert_eq(sizes[1], 16);
 	for (int i = 0; i < 32; i++) {
-		char k[8];
+		char k[32];
 		int kl = keyf(k, i);
 		cohort_persona_state st;
 		cr_assert_eq(cohort_persona_get(t, "v", k, (size_t)kl, &st), 1);
