@@ -7,7 +7,9 @@
 #   make bench      build and run cohort-bench
 #
 # Knobs: V=1 (full commands), WERROR=1, SANITIZE=address,undefined,
-# MALLOC=libc|jemalloc, BUILD=dir.
+# MALLOC=libc|jemalloc, BUILD=dir, FUZZ=1 (with CC=clang: libFuzzer
+# instrumentation; `make fuzz-replay` and `make fuzz` set it themselves),
+# FUZZ_SECONDS=60.
 
 BUILD    ?= build
 SANITIZE ?=
@@ -49,6 +51,13 @@ CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 CXXFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all \
 	-DNO_MANUAL_VECTORIZATION
 LDFLAGS += -fsanitize=$(SANITIZE)
+MALLOC := libc
+endif
+# libFuzzer: everything instrumented for coverage and checked by ASan and
+# UBSan; the targets link -fsanitize=fuzzer (build dir of its own)
+ifeq ($(FUZZ),1)
+CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
 MALLOC := libc
 endif
 ifeq ($(MALLOC),jemalloc)
@@ -186,11 +195,13 @@ run: $(DEMO)
 # integration tests start $(COHORTD) and run $(CLI): COHORT_BIN says where
 check: $(TESTS) $(PROGRAMS)
 	COHORT_BIN=$(BUILD) $(TESTS) --jobs 2
+	COHORT_BIN=$(BUILD) /usr/bin/python3 net/python/test_cohort.py
 
 test:
 	$(MAKE) check
 	$(MAKE) check BUILD=build/san SANITIZE=address,undefined
 	$(MAKE) tsan BUILD=build/tsan SANITIZE=thread
+	$(MAKE) fuzz-replay BUILD=build/fuzz CC=clang FUZZ=1
 
 $(BUILD)/tsan-%: tests/tsan/%.c $(LIB)
 	@$(if $(Q),echo "  LD      $@")
@@ -203,7 +214,56 @@ tsan: $(TSAN_BIN)
 		TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 exitcode=66" \
 		$$t || exit 1; done
 
-bench: $(BENCH)
+# libFuzzer targets: tests/fuzz/<name>.c with the library, the server's
+# modules (a target may drive a whole connection in-process) and the
+# client library. fuzz-replay runs each target once over its saved corpus
+# tests/fuzz/corpus/<name>/ (any crash fails); fuzz explores FUZZ_SECONDS
+# per target from it, new inputs into a temporary directory (tests/ is
+# left alone) and crashing inputs into $(BUILD)/fuzz-artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_OPTS := -timeout=10 -rss_limit_mb=2048
+
+ifeq ($(FUZZ),1)
+$(BUILD)/fuzz-%: tests/fuzz/%.c $(SERVER_OBJ) $(LIB) $(CLIENT_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) $< $(SERVER_OBJ) \
+		$(LIB) $(CLIENT_LIB) $(LDLIBS) -o $@
+
+fuzz-replay: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz-artifacts
+	@for t in $(FUZZ_BIN); do n=$${t##*/fuzz-}; c=tests/fuzz/corpus/$$n; \
+		echo "  FUZZ    $$n: replay $$c"; \
+		[ -d $$c ] || { echo "$$c: no corpus for $$t"; exit 1; }; \
+		$$t $(FUZZ_OPTS) -runs=0 \
+			-artifact_prefix=$(BUILD)/fuzz-artifacts/$$n- \
+			$$c >$(BUILD)/fuzz-$$n.log 2>&1 \
+			|| { tail -n 40 $(BUILD)/fuzz-$$n.log; exit 1; }; \
+		grep -h "INITED\|DONE" $(BUILD)/fuzz-$$n.log | tail -n 1; \
+	done
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz-artifacts
+	@for t in $(FUZZ_BIN); do n=$${t##*/fuzz-}; \
+		echo "  FUZZ    $$n: $(FUZZ_SECONDS) s"; \
+		d=$$(mktemp -d) || exit 1; \
+		$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/fuzz-artifacts/$$n- \
+			$$d tests/fuzz/corpus/$$n >$(BUILD)/fuzz-$$n.log 2>&1; \
+		rc=$$?; rm -rf $$d; \
+		if [ $$rc != 0 ]; then tail -n 60 $(BUILD)/fuzz-$$n.log; \
+			echo "crash input: $(BUILD)/fuzz-artifacts/$$n-*"; \
+			exit 1; fi; \
+		grep -h "stat::number_of_executed_runs\|stat::new_units_added" \
+			$(BUILD)/fuzz-$$n.log; \
+	done
+else
+fuzz-replay fuzz:
+	$(MAKE) $@ BUILD=build/fuzz CC=clang FUZZ=1
+endif
+
+# the net suite starts $(COHORTD) (found beside $(BENCH)) and redis-server
+bench: $(BENCH) $(if $(wildcard net/cohortd.c),$(COHORTD))
 	$(BENCH) all
 
 clean:

@@ -102,14 +102,23 @@ typedef struct proto_hdr {
 void proto_hdr_encode(uint8_t *buf, const proto_hdr *h);
 
 /* Decode a header: PROTO_HDR_LEN, PROTO_MORE, COHORT_EPROTO (magic,
- * version, reserved bytes), COHORT_ELIMIT (body_len > max_body). */
+ * version, reserved bytes, flag bits other than RESPONSE and PUSH),
+ * COHORT_ELIMIT (body_len > max_body; max_body 0: no limit). *out is
+ * filled whenever the magic is right, errors included (so a reply can
+ * carry the id); zeroed when it is not. */
 int proto_hdr_decode(const uint8_t *buf, size_t len, uint32_t max_body,
 		     proto_hdr *out);
 
 /* ------------------------------------------------------------------------
  * Writing: a growable buffer with a sticky error. All proto_w_* append;
  * after the last one, w->err says whether everything fit (COHORT_ENOMEM, or
- * COHORT_ELIMIT past w->limit bytes).
+ * COHORT_ELIMIT past w->limit bytes), or what the protocol cannot carry:
+ * COHORT_EINVAL (a str8 over 255 bytes, a str16 over 65535, a vector of
+ * dim 0 or over COHORT_MAX_DIM, an unknown value type, a count or column
+ * id beyond its field), COHORT_EBADNAME (a table, index or model name
+ * that is not 1..64 of [A-Za-z0-9_]), COHORT_EKEY (a key not 1..255
+ * bytes). Once set, nothing more is written. A zeroed proto_wbuf is an
+ * empty one.
  * ------------------------------------------------------------------------ */
 typedef struct proto_wbuf {
 	uint8_t *buf;              /* malloc'd, owned; free with proto_wbuf_free */
@@ -146,10 +155,14 @@ void proto_frame_end(proto_wbuf *w, size_t start);
 typedef struct proto_rbuf {
 	const uint8_t *p, *end;
 	int err;
+	const char *why;           /* with err: what was wrong (static text) */
 } proto_rbuf;
 
 /* An arena for decoded arrays: grows by malloc'd blocks, bounded by limit
- * bytes (COHORT_ELIMIT beyond). proto_arena_reset keeps the first block. */
+ * bytes (0: no limit; proto_arena_alloc returns NULL beyond it, or when
+ * malloc fails). proto_arena_reset frees everything but one block of
+ * moderate size, kept for the next request: decoding a small request then
+ * allocates nothing. A zeroed proto_arena is an empty one. */
 typedef struct proto_arena {
 	struct proto_arena_block *head;
 	size_t used, limit;
@@ -171,10 +184,13 @@ double proto_r_f64(proto_rbuf *r);
 const uint8_t *proto_r_bytes(proto_rbuf *r, size_t n);
 const char *proto_r_str8(proto_rbuf *r, size_t *n);
 const char *proto_r_str16(proto_rbuf *r, size_t *n);
-/* A name (str8 of 1..COHORT_MAX_NAME bytes) copied NUL-terminated into out
- * (COHORT_MAX_NAME + 1 bytes); an empty one when allow_empty. */
+/* A name (str8 of 1..COHORT_MAX_NAME bytes of [A-Za-z0-9_], else
+ * COHORT_EPROTO) copied NUL-terminated into out (COHORT_MAX_NAME + 1
+ * bytes); an empty one when allow_empty. */
 void proto_r_name(proto_rbuf *r, char *out, int allow_empty);
-/* A tagged value; vectors are copied into the arena (aligned). */
+/* A tagged value; vectors are copied into the arena (aligned). An unknown
+ * type code, a bool other than 0 or 1, a vector of dim 0 or over
+ * COHORT_MAX_DIM: COHORT_EPROTO. A cat string points into the buffer. */
 void proto_r_value(proto_rbuf *r, proto_arena *a, cohort_value *out);
 
 /* ------------------------------------------------------------------------
@@ -240,6 +256,7 @@ typedef struct proto_event_row {
 
 typedef struct proto_req {
 	proto_hdr hdr;
+	const char *why;           /* decode failed: what was wrong (static) */
 	proto_name table;          /* every opcode that names a table */
 	proto_name name;           /* index or model name */
 	union {
@@ -308,9 +325,27 @@ typedef struct proto_req {
 void proto_req_encode(proto_wbuf *w, const proto_req *r);
 
 /* Decode one request frame from buf: bytes consumed, PROTO_MORE, or a
- * negative status; on COHORT_EPROTO/ELIMIT after a complete header,
- * out->hdr is filled so the server can answer that request id. Limits:
- * max_body bytes of body, max_batch keys/rows. */
+ * negative status; on COHORT_EPROTO/ELIMIT/EBADNAME after a complete header,
+ * out->hdr is filled so the server can answer that request id, and
+ * out->why says what was wrong. Limits: max_body bytes of body, max_batch
+ * keys/rows (0: no limit for either), COHORT_MAX_K, PROTO_MAX_FILTER_NODES,
+ * COHORT_MAX_COLUMNS columns (COHORT_PERSONA_MAX_INPUTS for a model),
+ * COHORT_PERSONA_M_MAX, COHORT_MAX_PERSONAS and COHORT_MAX_DIM.
+ *
+ * COHORT_ELIMIT with out->hdr.body_len > max_body: the frame is oversized
+ * and its body was not read (answer, then close). COHORT_ELIMIT otherwise
+ * (a batch, k ... over a limit) and COHORT_EBADNAME (a table, column,
+ * index or model name not 1..64 of [A-Za-z0-9_], in a body otherwise well
+ * formed) come only once the whole frame is in buf: it is PROTO_HDR_LEN +
+ * out->hdr.body_len bytes, which the server skips after answering, and
+ * goes on with the next request. COHORT_EPROTO: malformed (answer, then
+ * close).
+ *
+ * The caller resets the arena between requests (what it holds stays valid
+ * until then). An opcode version 1 does not know decodes with its body
+ * skipped and out->u zeroed, for the server to answer COHORT_ENOTSUP
+ * (proto_op_role gives -1); CHANGES, a push, is malformed as a request, as
+ * is a frame with the RESPONSE or PUSH flag. */
 int proto_req_decode(const uint8_t *buf, size_t len, uint32_t max_body,
 		     uint32_t max_batch, proto_arena *a, proto_req *out);
 
@@ -318,15 +353,20 @@ int proto_req_decode(const uint8_t *buf, size_t len, uint32_t max_body,
  * Responses. Body: i32 status; when negative, str16 message; else the
  * opcode's payload (docs/protocol.md). Encoders append a whole frame.
  * ------------------------------------------------------------------------ */
+/* An error response: status (< 0) and msg (NULL: cohort_strerror's text;
+ * cut at 65535 bytes). */
 void proto_resp_error(proto_wbuf *w, uint8_t opcode, uint32_t id, int status,
 		      const char *msg);
 
 /* Read a response body's status (and message, pointing into the body,
- * on error). Returns the status; r is left at the payload. */
+ * on error; msg and msg_len may be NULL). Returns the status; r is left at
+ * the payload. A truncated body or a positive status: COHORT_EPROTO. */
 int proto_resp_status(proto_rbuf *r, const char **msg, size_t *msg_len);
 
 /* GET_MANY payload from a batch: the columnar block (cat codes become
- * strings of a per-block string table). */
+ * strings of a per-block string table, each string once per column).
+ * Only the server calls it (it reads t's dictionaries): the client library
+ * carries it without libcohort. */
 void proto_w_block(proto_wbuf *w, const cohort_table *t,
 		   const cohort_batch *b);
 
@@ -350,6 +390,9 @@ typedef struct proto_block {
 	uint16_t *str_len;
 } proto_block;
 
+/* Read a GET_MANY payload: 0, or COHORT_EPROTO (truncated, or a row status,
+ * type, dim, width, valid byte, bool or cat index out of its range),
+ * COHORT_ELIMIT / COHORT_ENOMEM (the arena). r is left after the block. */
 int proto_r_block(proto_rbuf *r, proto_arena *a, proto_block *out);
 
 #endif /* COHORT_PROTO_H */
