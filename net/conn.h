@@ -63,7 +63,11 @@ int conn_process(conn *c);
 /* Whether the last conn_process made writes (then sync before sending). */
 bool conn_wrote(const conn *c);
 
-/* Output waiting to be sent, and how much of it was sent. */
+/* Output waiting to be sent, and how much of it was sent. The bytes
+ * conn_out hands out stay where they are until conn_out_consume has taken
+ * all of them, even if conn_process or conn_poll_push append meanwhile (a
+ * send may be in flight on them); only conn_in_space moves or reallocates
+ * the input. */
 const uint8_t *conn_out(const conn *c, size_t *len);
 void conn_out_consume(conn *c, size_t n);
 
