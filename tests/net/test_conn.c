@@ -1547,3 +1547,26 @@ Test(conn, every_request_is_counted_in_metrics)
 	c = NULL;
 	metrics_free(m);
 }
+
+Test(conn, bad_name_is_ebadname_and_goes_on)
+{
+	make_table();
+	/* the encoder refuses bad names: patch one into a good frame */
+	proto_req r = rq(PROTO_OP_DESCRIBE, "cuxst");
+	proto_wbuf w;
+	memset(&w, 0, sizeof(w));
+	proto_req_encode(&w, &r);
+	cr_assert_eq(w.err, 0);
+	uint8_t *x_at = memchr(w.buf + PROTO_HDR_LEN, 'x', w.len - PROTO_HDR_LEN);
+	cr_assert(x_at);
+	*x_at = '-';
+	cr_assert_eq(feed_chunked(w.buf, w.len, 0), 0);
+	proto_wbuf_free(&w);
+	resp x = next_resp();
+	cr_assert_eq(x.h.id, r.hdr.id);
+	cr_assert_eq(x.status, COHORT_EBADNAME, "%s", x.msg);
+	cr_assert(strstr(x.msg, "[A-Za-z0-9_]"), "%s", x.msg);
+	cr_assert_eq(last_rc, 0, "the connection stays open");
+	r = rq(PROTO_OP_DESCRIBE, "cust");
+	call_ok(&r);
+}
