@@ -31,7 +31,8 @@
 	X(store, "get, get_many, put, event, filter scan, memory per row")   \
 	X(wal, "events/s under each fsync policy, group commit, fdatasync") \
 	X(persona, "nearest-centroid assignment vs the multiply-add peak") \
-	X(ann, "HNSW recall/QPS, build, memory vs hnswlib and FAISS")
+	X(ann, "HNSW recall/QPS, build, memory vs hnswlib and FAISS")     \
+	X(net, "cohortd vs redis-server on loopback: get, get_many, durable writes, knn")
 
 typedef struct bench_ctx {
 	bool json;               /* --json: one JSON object per line */
