@@ -12,7 +12,9 @@
  *
  * Values typed on the command line or read from a CSV file are parsed per
  * column type, as DESCRIBE gives it. --where takes a small filter language
- * (parse_where), compiled into the client's filter builder.
+ * (parse_where), compiled into the client's filter builder. `load` reads
+ * CSV files and newline-delimited JSON events into pipelined batches (its
+ * own section below says how).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -24,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cohort_client.h"
 
@@ -74,7 +79,9 @@ static const char help_main[] =
 	"  persona members TABLE MODEL P [--limit N] [--where EXPR]\n"
 	"  persona sizes TABLE MODEL\n"
 	"  persona train TABLE MODEL [COL...] -k N [--iters N] [--seed N] ...\n"
-	"  load TABLE FILE.csv [--key COL] [--batch N] [--skip-bad]\n"
+	"  load TABLE FILE.csv [--create | --schema F] [--key COL | --key-rownum]\n"
+	"                                       load a CSV file (--skip-bad, --sep C)\n"
+	"  load TABLE --events [FILE]           load newline-delimited JSON events\n"
 	"  stats                                the server's counters\n"
 	"  snapshot                             write a durable snapshot\n"
 	"\n"
@@ -125,11 +132,51 @@ static const struct cmd_help helps[] = {
 	  "           [--seed N] [--sample N] [--minibatch] [--background]\n"
 	  "           [--mode at_once|background] [--max-delay MS]\n"
 	  "  train without columns retrains the existing model.\n" },
-	{ "load", "usage: cohort load TABLE FILE.csv [--key COL] [--batch N] [--skip-bad]\n"
-	  "  Loads a CSV file (FILE - reads stdin) into an existing table. The\n"
-	  "  header names the columns; the key is column COL (default: the\n"
-	  "  first). Empty fields store null. A bad line stops the load with its\n"
-	  "  line number and reason; with --skip-bad it is counted and skipped.\n" },
+	{ "load", "usage: cohort load TABLE FILE.csv [--create | --schema SCHEMA]\n"
+	  "           [--key COL | --key-rownum] [--sep C] [--skip-bad]\n"
+	  "           [--batch N] [--inflight N]\n"
+	  "       cohort load TABLE --events [FILE.ndjson] [--skip-bad] ...\n"
+	  "\n"
+	  "  CSV (FILE - reads stdin): the first line names the columns; fields\n"
+	  "  are separated by ',' or ';' (whichever the header has more of, or\n"
+	  "  --sep C; --sep tab) and may be quoted as RFC 4180 says (\"a, b\",\n"
+	  "  \"say \"\"hi\"\"\", newlines inside quotes). An empty field stores null.\n"
+	  "  The key is the column COL (default: the first column), or with\n"
+	  "  --key-rownum the row's number (1, 2, ...; the first data row is 1).\n"
+	  "  Into an existing table each field is read as its column's type.\n"
+	  "  When the table does not exist:\n"
+	  "    --create         make it with types inferred from the values (every\n"
+	  "                     row of a file; of a pipe, the first 64 MiB): whole\n"
+	  "                     numbers i32, or i64 when one is beyond i32; other\n"
+	  "                     numbers f64; true/false/yes/no bool; anything else\n"
+	  "                     (and 007-style codes) cat. The columns made are\n"
+	  "                     printed in the schema file's syntax.\n"
+	  "    --schema SCHEMA  make it with the columns SCHEMA lists: NAME:TYPE,\n"
+	  "                     NAME:vec:DIM or NAME:decay:HALF_LIFE_MS as `cohort\n"
+	  "                     create` takes them, one per line or several on a\n"
+	  "                     line, '#' starts a comment. Given for an existing\n"
+	  "                     table, its columns are checked against SCHEMA.\n"
+	  "  Header names that are not column names ([A-Za-z0-9_], 1 to 64) match\n"
+	  "  the column with their other characters as '_'.\n"
+	  "\n"
+	  "  Events (--events; FILE or stdin): one JSON object per line,\n"
+	  "    {\"key\": \"c1\", \"time\": 1700000000000, \"set\": {\"city\": \"faro\"},\n"
+	  "     \"add\": {\"clicks\": 1}, \"observe\": {\"spend\": 9.5}}\n"
+	  "  time (ms since 1970) is optional (the server's clock); values are\n"
+	  "  numbers, strings, true/false, null or arrays of numbers (vec), as\n"
+	  "  the column's type wants. The table must exist.\n"
+	  "\n"
+	  "  Rows go in batches of N (default 1000) with up to --inflight\n"
+	  "  batches (default 4) sent ahead of their answers. On a terminal a\n"
+	  "  progress line shows rows, rows/s and how much of the file is read.\n"
+	  "  A bad line (a value its column cannot take, a wrong number of\n"
+	  "  fields, bad JSON, a row the server refuses) stops the load with\n"
+	  "  FILE:LINE: why and exit 1; the lines before it are loaded, and when\n"
+	  "  the server refused a row, the batches already sent behind it too\n"
+	  "  (the count says how many rows were loaded). --skip-bad skips bad\n"
+	  "  lines instead: the first 10 are shown, all are counted, exit 0.\n"
+	  "  The summary gives rows loaded, skipped, seconds and rows/s (--json:\n"
+	  "  {\"loaded\", \"skipped\", \"seconds\", \"rows_per_s\", \"created\"}).\n" },
 	{ "stats", "usage: cohort stats\n  The server's counters.\n" },
 	{ "snapshot", "usage: cohort snapshot\n  Writes a durable snapshot (admin).\n" },
 };
@@ -493,6 +540,12 @@ static int parse_value(const cohort_client_column_info *ci, const char *s,
 	}
 	default:
 		break;
+	}
+	if ((ci->type == COHORT_I32 || ci->type == COHORT_I64) &&
+	    parse_i64(s, INT64_MIN, INT64_MAX, &i) == 0) {
+		snprintf(err, err_len, "column '%s' is i32: %s is beyond its range "
+			 "(-2147483648 to 2147483647)", ci->name, s);
+		return -1;
 	}
 	snprintf(err, err_len, "column '%s' is %s: cannot read '%s'", ci->name,
 		 cohort_type_name(ci->type), s);
@@ -1005,6 +1058,46 @@ static int cmd_describe(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * One column of `create` or of a schema file: NAME:TYPE[:N], N the dim of
+ * vec or the half-life (ms) of decay. spec is cut in place (name points
+ * into it). Returns 0, or -1 with why.
+ */
+static int parse_coldef(char *spec, cohort_column_def *out, char *why,
+			size_t why_len)
+{
+	char *t = strchr(spec, ':');
+	if (!t) {
+		snprintf(why, why_len, "column '%s': NAME:TYPE expected", spec);
+		return -1;
+	}
+	*t++ = 0;
+	char *param = strchr(t, ':');
+	if (param)
+		*param++ = 0;
+	int type = -1;
+	for (int k = COHORT_F32; k <= COHORT_LAST; k++)
+		if (strcmp(cohort_type_name((cohort_type)k), t) == 0)
+			type = k;
+	int64_t n = 0;
+	int need = type == COHORT_VEC || type == COHORT_DECAY;
+	if (type < 0 || (need && (!param || parse_i64(param, 1, INT64_MAX, &n) < 0)) ||
+	    (!need && param)) {
+		snprintf(why, why_len, "column '%s': bad type '%s%s%s' (vec:DIM, "
+			 "decay:MS, or one of f32 f64 i32 i64 bool cat counter min "
+			 "max last)", spec, t, param ? ":" : "", param ? param : "");
+		return -1;
+	}
+	memset(out, 0, sizeof *out);
+	out->name = spec;
+	out->type = (cohort_type)type;
+	if (type == COHORT_VEC)
+		out->dim = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	if (type == COHORT_DECAY)
+		out->half_life_ms = n;
+	return 0;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	struct opt opts[] = { { "--ttl", 1, NULL } };
@@ -1022,35 +1115,11 @@ static int cmd_create(int argc, char **argv)
 	if (!defs)
 		return failf(EXIT_FAIL, "out of memory");
 	for (size_t i = 0; i < ncols; i++) {
-		char *spec = pos[i + 1];
-		char *t = strchr(spec, ':');
-		if (!t) {
+		char why[512];
+		if (parse_coldef(pos[i + 1], &defs[i], why, sizeof why) < 0) {
 			free(defs);
-			return usage("column '%s': NAME:TYPE expected", spec);
+			return usage("%s", why);
 		}
-		*t++ = 0;
-		char *param = strchr(t, ':');
-		if (param)
-			*param++ = 0;
-		int type = -1;
-		for (int k = COHORT_F32; k <= COHORT_LAST; k++)
-			if (strcmp(cohort_type_name((cohort_type)k), t) == 0)
-				type = k;
-		int64_t n = 0;
-		int need = type == COHORT_VEC || type == COHORT_DECAY;
-		if (type < 0 || (need && (!param || parse_i64(param, 1, INT64_MAX, &n) < 0)) ||
-		    (!need && param)) {
-			free(defs);
-			return usage("column '%s': bad type '%s%s%s' (vec:DIM, decay:MS, "
-				     "or one of f32 f64 i32 i64 bool cat counter min max last)",
-				     spec, t, param ? ":" : "", param ? param : "");
-		}
-		defs[i].name = spec;
-		defs[i].type = (cohort_type)type;
-		if (type == COHORT_VEC)
-			defs[i].dim = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-		if (type == COHORT_DECAY)
-			defs[i].half_life_ms = n;
 	}
 	rc = cohort_client_table_create(cl, pos[0], defs, ncols, ttl);
 	free(defs);
@@ -1737,415 +1806,1880 @@ static int cmd_snapshot(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------
- * load: CSV into an existing table, in batches of PUTs
+ * load: a CSV file as PUTs, or newline-delimited JSON events as EVENTs
+ *
+ * The input goes through a buffered reader (struct src) that counts lines
+ * and bytes. Each row is parsed per the table's columns (DESCRIBE) into the
+ * batch being built, whose memory is an arena; a full batch is encoded and
+ * queued at once (cohort_client_send), which frees the arena for the next,
+ * and up to `depth` batches stay in flight: while the server applies one,
+ * the next is parsed. A request in flight keeps only the line numbers of
+ * its rows, to name the line of a row the server refuses.
+ *
+ * A table that does not exist is created first, from a schema file or
+ * (--create) with types inferred from the data: a regular file is read
+ * twice, a pipe is kept in memory while inferring (at most INFER_KEEP
+ * bytes; the rows after them are parsed per the types the first ones gave)
+ * and then replayed.
+ *
+ * Without --skip-bad the first bad line stops the load. A line the client
+ * cannot parse stops it before anything after it is sent, once the rows
+ * before it are answered. A row the server refuses is known only when its
+ * batch is answered: the batches already sent behind it are applied (and
+ * counted in "loaded").
  * ------------------------------------------------------------------------ */
+#define SRC_CHUNK (256u << 10)
+#define INFER_KEEP (64u << 20)     /* bytes of a pipe kept for inference */
+#define LINE_MAX_BYTES (16u << 20) /* longest NDJSON line */
+#define LOAD_DEPTH_MAX 64
+#define BAD_SHOWN 10               /* bad lines printed with --skip-bad */
 
-/* One record of a CSV file (RFC 4180: quotes, "" escapes, newlines in
- * quotes, CRLF). Fields are NUL-terminated in rec; *line gets the line
- * the record starts on. Returns the number of fields, 0 at the end of the
- * file, -1 for a quote left open. */
-struct csv {
-	FILE *in;
-	long line;               /* lines read so far */
-	char *rec;
-	size_t rec_len, rec_cap;
-	size_t *foff;
-	size_t nf, nf_cap;
+struct src {
+	int fd, own_fd;
+	char *buf;
+	size_t len, pos, cap;      /* buf[pos..len) not read yet */
+	int keep;                  /* keep what was read (inference of a pipe) */
+	int eof, err;              /* err: errno of a failed read */
+	uint64_t base;             /* input offset of buf[0] */
+	uint64_t size;             /* a regular file's size; 0 unknown */
+	long line;                 /* newlines read */
 };
 
-static int csv_put(struct csv *c, char ch)
+static int src_open(struct src *s, const char *path)
 {
-	if (c->rec_len == c->rec_cap) {
-		size_t cap = c->rec_cap ? c->rec_cap * 2 : 4096;
-		char *p = realloc(c->rec, cap);
-		if (!p)
-			return -1;
-		c->rec = p;
-		c->rec_cap = cap;
+	memset(s, 0, sizeof *s);
+	if (strcmp(path, "-") == 0) {
+		s->fd = 0;
+	} else {
+		s->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (s->fd < 0)
+			return -errno;
+		s->own_fd = 1;
 	}
-	c->rec[c->rec_len++] = ch;
-	return 0;
+	struct stat st;
+	if (fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode))
+		s->size = (uint64_t)st.st_size;
+	s->cap = SRC_CHUNK;
+	s->buf = malloc(s->cap);
+	return s->buf ? 0 : -ENOMEM;
 }
 
-static int csv_field(struct csv *c)
+static void src_close(struct src *s)
 {
-	if (c->nf == c->nf_cap) {
-		size_t cap = c->nf_cap ? c->nf_cap * 2 : 64;
-		size_t *p = realloc(c->foff, cap * sizeof *p);
-		if (!p)
-			return -1;
-		c->foff = p;
-		c->nf_cap = cap;
-	}
-	c->foff[c->nf++] = c->rec_len;
-	return 0;
+	if (s->own_fd)
+		close(s->fd);
+	free(s->buf);
 }
 
-static long csv_read(struct csv *c, long *line)
+/* Bytes at pos: 1, or 0 at the end of the input or after a read error
+ * (s->err). */
+static int src_fill(struct src *s)
 {
-	c->rec_len = 0;
-	c->nf = 0;
-	int ch = getc(c->in);
-	if (ch == EOF)
+	if (s->pos < s->len)
+		return 1;
+	if (s->eof || s->err)
 		return 0;
-	*line = c->line + 1;
-	int quoted = 0, started = 0;
-	if (csv_field(c) < 0)
-		return -2;
-	for (;; ch = getc(c->in)) {
-		if (ch == EOF) {
-			if (quoted)
-				return -1;
-			break;
+	if (!s->keep) {
+		s->base += s->len;
+		s->len = s->pos = 0;
+	} else if (s->len == s->cap) {
+		char *p = realloc(s->buf, s->cap * 2);
+		if (!p) {
+			s->err = ENOMEM;
+			return 0;
 		}
-		if (quoted) {
-			if (ch == '"') {
-				int nx = getc(c->in);
-				if (nx == '"') {
-					if (csv_put(c, '"') < 0)
-						return -2;
-					continue;
-				}
-				quoted = 0;
-				ungetc(nx, c->in);
-				continue;
-			}
-			if (ch == '\n')
-				c->line++;
-			if (csv_put(c, (char)ch) < 0)
-				return -2;
+		s->buf = p;
+		s->cap *= 2;
+	}
+	for (;;) {
+		ssize_t n = read(s->fd, s->buf + s->len, s->cap - s->len);
+		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0) {
+			s->err = errno;
+			return 0;
+		}
+		if (n == 0) {
+			s->eof = 1;
+			return 0;
+		}
+		s->len += (size_t)n;
+		return 1;
+	}
+}
+
+static inline int src_getc(struct src *s)
+{
+	if (s->pos == s->len && !src_fill(s))
+		return EOF;
+	return (unsigned char)s->buf[s->pos++];
+}
+
+static inline int src_peek(struct src *s)
+{
+	if (s->pos == s->len && !src_fill(s))
+		return EOF;
+	return (unsigned char)s->buf[s->pos];
+}
+
+static uint64_t src_offset(const struct src *s)
+{
+	return s->base + s->pos;
+}
+
+/* Go back to input offset off (line `line`): in the kept buffer, or by
+ * seeking. Returns 0 or -errno. */
+static int src_rewind(struct src *s, uint64_t off, long line)
+{
+	if (s->keep) {
+		s->pos = (size_t)off;     /* base is 0 while keeping */
+		s->keep = 0;
+	} else {
+		if (lseek(s->fd, (off_t)off, SEEK_SET) < 0)
+			return -errno;
+		s->base = off;
+		s->len = s->pos = 0;
+		s->eof = 0;
+	}
+	s->line = line;
+	return 0;
+}
+
+/* A record: fields NUL-terminated one after the other in b. */
+struct rec {
+	char *b;
+	size_t len, cap;
+	size_t *off;               /* field i at b + off[i] */
+	size_t n, n_cap;
+	long line;                 /* the line it starts on */
+};
+
+static int rec_put(struct rec *r, const char *p, size_t n)
+{
+	if (r->len + n > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		while (cap < r->len + n)
+			cap *= 2;
+		char *b = realloc(r->b, cap);
+		if (!b)
+			return -1;
+		r->b = b;
+		r->cap = cap;
+	}
+	memcpy(r->b + r->len, p, n);
+	r->len += n;
+	return 0;
+}
+
+static int rec_putc(struct rec *r, char ch)
+{
+	if (r->len < r->cap) {
+		r->b[r->len++] = ch;
+		return 0;
+	}
+	return rec_put(r, &ch, 1);
+}
+
+static int rec_field(struct rec *r)
+{
+	if (r->n == r->n_cap) {
+		size_t cap = r->n_cap ? r->n_cap * 2 : 64;
+		size_t *p = realloc(r->off, cap * sizeof *p);
+		if (!p)
+			return -1;
+		r->off = p;
+		r->n_cap = cap;
+	}
+	r->off[r->n++] = r->len;
+	return 0;
+}
+
+static void rec_free(struct rec *r)
+{
+	free(r->b);
+	free(r->off);
+}
+
+static const char *rec_f(const struct rec *r, size_t i)
+{
+	return r->b + r->off[i];
+}
+
+static void src_skip_line(struct src *s)
+{
+	int ch;
+	while ((ch = src_getc(s)) != EOF && ch != '\n')
+		;
+	if (ch == '\n')
+		s->line++;
+}
+
+/*
+ * The next record of CSV input separated by sep (RFC 4180: a field in
+ * double quotes may hold the separator, newlines and "" for a quote; LF or
+ * CRLF ends a record; a quote inside an unquoted field is kept as it is).
+ * Returns 1 with a record, 0 at the end of the input, -1 for a malformed
+ * record (why says how; the input is left at the next line), -2 for a read
+ * error or no memory.
+ */
+static int csv_next(struct src *s, int sep, struct rec *r, char *why,
+		    size_t why_len)
+{
+	r->len = r->n = 0;
+	int ch = src_getc(s);
+	if (ch == EOF)
+		return s->err ? -2 : 0;
+	r->line = s->line + 1;
+	if (rec_field(r) < 0)
+		return -2;
+	for (;; ch = src_getc(s)) {
+		if (ch == EOF) {
+			if (s->err)
+				return -2;
+			break;
 		}
 		if (ch == '\n') {
-			c->line++;
+			s->line++;
 			break;
 		}
-		if (ch == '\r') {
-			int nx = getc(c->in);
-			if (nx != '\n')
-				ungetc(nx, c->in);
-			c->line++;
-			break;
-		}
-		if (ch == ',') {
-			if (csv_put(c, 0) < 0 || csv_field(c) < 0)
+		if (ch == '\r' && src_peek(s) == '\n')
+			continue;
+		if (ch == sep) {
+			if (rec_putc(r, 0) < 0 || rec_field(r) < 0)
 				return -2;
-			started = 0;
 			continue;
 		}
-		if (ch == '"' && !started) {
-			quoted = 1;
-			started = 1;
+		if (ch == '"' && r->len == r->off[r->n - 1]) {
+			for (;;) {
+				ch = src_getc(s);
+				if (ch == EOF) {
+					if (s->err)
+						return -2;
+					snprintf(why, why_len, "field %zu: the quote "
+						 "opened on this line is never closed", r->n);
+					return -1;
+				}
+				if (ch == '"') {
+					if (src_peek(s) != '"')
+						break;
+					src_getc(s);
+				} else if (ch == '\n') {
+					s->line++;
+				}
+				if (rec_putc(r, (char)ch) < 0)
+					return -2;
+			}
+			int nx = src_peek(s);
+			if (nx != sep && nx != '\n' && nx != '\r' && nx != EOF) {
+				snprintf(why, why_len, "field %zu: text after its closing "
+					 "quote (a quote inside a quoted field is "
+					 "written \"\")", r->n);
+				src_skip_line(s);
+				return -1;
+			}
 			continue;
 		}
-		started = 1;
-		if (csv_put(c, (char)ch) < 0)
+		if (rec_putc(r, (char)ch) < 0)
 			return -2;
 	}
-	if (csv_put(c, 0) < 0)
-		return -2;
-	return (long)c->nf;
+	return rec_putc(r, 0) < 0 ? -2 : 1;
 }
 
-static const char *csv_f(const struct csv *c, size_t i)
+/* The separator of the first line: the most frequent of , ; and tab
+ * outside quotes (',' when none). */
+static int detect_sep(struct src *s)
 {
-	return c->rec + c->foff[i];
+	src_fill(s);
+	size_t n[3] = { 0, 0, 0 };
+	int quoted = 0;
+	for (size_t i = s->pos; i < s->len && (quoted || s->buf[i] != '\n'); i++) {
+		char ch = s->buf[i];
+		if (ch == '"')
+			quoted = !quoted;
+		else if (!quoted)
+			n[0] += ch == ',', n[1] += ch == ';', n[2] += ch == '\t';
+	}
+	return n[1] > n[0] && n[1] >= n[2] ? ';' : n[2] > n[0] ? '\t' : ',';
 }
 
-/* A parsed row waiting in the batch (its own copies). */
-struct pending {
-	long line;
-	char *key;
-	size_t key_len;
-	char *strs;              /* the record's bytes: cat values point here */
-	cohort_field *fields;
-	float *vecs;
-	size_t nfields;
+/* One line (without its LF, and a CR before it) into r->b, NUL-terminated.
+ * 1, 0 at the end, -1 for a line over LINE_MAX_BYTES (skipped), -2 read
+ * error or no memory. */
+static int src_line(struct src *s, struct rec *r)
+{
+	r->len = 0;
+	if (!src_fill(s))
+		return s->err ? -2 : 0;
+	r->line = s->line + 1;
+	int too_long = 0;
+	while (src_fill(s)) {
+		char *b = s->buf + s->pos;
+		size_t avail = s->len - s->pos;
+		char *nl = memchr(b, '\n', avail);
+		size_t take = nl ? (size_t)(nl - b) : avail;
+		if (r->len + take > LINE_MAX_BYTES)
+			too_long = 1;
+		else if (rec_put(r, b, take) < 0)
+			return -2;
+		s->pos += take + (nl != NULL);
+		if (nl) {
+			s->line++;
+			break;
+		}
+	}
+	if (s->err)
+		return -2;
+	if (too_long)
+		return -1;
+	if (r->len && r->b[r->len - 1] == '\r')
+		r->len--;
+	if (rec_putc(r, 0) < 0)
+		return -2;
+	r->len--;
+	return 1;
+}
+
+/* ---- the batches -------------------------------------------------------- */
+
+struct slot {
+	long *lines;               /* line of each row of a request */
+	size_t n;
 };
 
 struct loader {
 	const char *table, *file;
+	int events, skip_bad, tty;
 	const cohort_client_table *t;
-	int skip_bad;
-	size_t batch_max, batch_bytes_max;
-	struct pending *rows;
-	cohort_client_row *crow;
-	int *status;
-	size_t n, bytes;
-	uint64_t loaded, bad;
-	int reported;            /* bad lines shown with --skip-bad */
+	struct src src;
+	size_t batch_max, batch_bytes_max, depth;
+	proto_req req;
+	void *rows;                /* proto_put_row or proto_event_row [batch_max] */
+	proto_arena arena;         /* what the rows of the batch point to */
+	size_t n, bytes;           /* rows in the batch; their encoded size, about */
+	/* depth requests in flight and the one being built, a ring: the
+	 * oldest in flight is slots[head], the one being built
+	 * slots[(head + inflight) % (depth + 1)] */
+	struct slot slots[LOAD_DEPTH_MAX + 1];
+	size_t head, inflight;
+	int *status;               /* batch_max row statuses of an answer */
+	cohort_update *ups;        /* an event's updates while parsing it */
+	size_t ups_cap;
+	uint64_t nread, loaded, bad, refused_after;
+	uint64_t reported;
+	long stop_line;            /* without --skip-bad: the first refused row */
+	char stop_why[1400];
+	int dead;                  /* exit code of a fatal error, printed */
+	double t0, drawn;
 };
 
-static void pending_free(struct pending *p)
+static struct slot *building(struct loader *ld)
 {
-	free(p->key);
-	free(p->strs);
-	free(p->fields);
-	free(p->vecs);
-	memset(p, 0, sizeof *p);
+	return &ld->slots[(ld->head + ld->inflight) % (ld->depth + 1)];
+}
+
+static void progress_clear(struct loader *ld)
+{
+	if (ld->tty && ld->drawn > 0) {
+		fputs("\r\033[K", stderr);
+		ld->drawn = 0;
+	}
+}
+
+/* The progress line on a terminal, at most ten times a second: rows read,
+ * rows/s and how much of the file. */
+static void progress(struct loader *ld, int force)
+{
+	if (!ld->tty || (!force && (ld->nread & 255)))
+		return;
+	double now = now_s();
+	if (!force && now - ld->drawn < 0.1)
+		return;
+	ld->drawn = now;
+	double secs = now - ld->t0;
+	char bar[64] = "";
+	if (ld->src.size) {
+		double frac = (double)src_offset(&ld->src) / (double)ld->src.size;
+		if (frac > 1)
+			frac = 1;
+		int w = 30, k = (int)(frac * w);
+		bar[0] = '[';
+		for (int i = 0; i < w; i++)
+			bar[1 + i] = i < k ? '#' : '.';
+		snprintf(bar + 1 + w, sizeof bar - 1 - (size_t)w, "] %3.0f%%",
+			 frac * 100);
+	}
+	fprintf(stderr, "\r%s: %" PRIu64 " rows  %.0f rows/s  %s\033[K", ld->table,
+		ld->nread, secs > 0 ? (double)ld->nread / secs : 0.0, bar);
+	fflush(stderr);
 }
 
 static void bad_line(struct loader *ld, long line, const char *why)
 {
 	ld->bad++;
-	if (ld->reported++ < 10)
+	progress_clear(ld);
+	if (ld->reported < BAD_SHOWN)
 		fprintf(stderr, "%s: %s:%ld: %s (skipped)\n", prog, ld->file, line, why);
-	else if (ld->reported == 11)
-		fprintf(stderr, "%s: (more bad lines: only the count is shown)\n", prog);
+	else if (ld->reported == BAD_SHOWN)
+		fprintf(stderr, "%s: (more bad lines are only counted)\n", prog);
+	ld->reported++;
 }
 
-/* Send the batch. Returns 0, or an exit code after printing why. */
-static int load_flush(struct loader *ld)
+/* Connection lost or the request refused as a whole: fatal. */
+static int load_dead(struct loader *ld, const struct slot *sl, int rc)
+{
+	progress_clear(ld);
+	if (sl && sl->n)
+		fprintf(stderr, "%s: %s:%ld-%ld: %s\n", prog, ld->file, sl->lines[0],
+			sl->lines[sl->n - 1],
+			rc == COHORT_ECLOSED || rc == COHORT_EPROTO
+				? "no answer for these lines: whether they were loaded "
+				  "is unknown"
+				: "these lines were not loaded");
+	ld->dead = fail(rc);
+	return -1;
+}
+
+/* Receive the answer of the oldest request in flight and account for its
+ * rows. 0, or -1 when the load must end (ld->dead). */
+static int take_answer(struct loader *ld)
+{
+	struct slot *sl = &ld->slots[ld->head];
+	cohort_client_resp resp;
+	int rc = cohort_client_recv(cl, &resp);
+	if (rc < 0)
+		return load_dead(ld, sl, rc);
+	ld->head = (ld->head + 1) % (ld->depth + 1);
+	ld->inflight--;
+	if (resp.status < 0)
+		return load_dead(ld, sl, resp.status);
+	proto_rbuf r = { .p = resp.payload, .end = resp.payload + resp.payload_len };
+	uint32_t nrows = proto_r_u32(&r);
+	if (r.err || nrows != sl->n) {
+		progress_clear(ld);
+		ld->dead = failf(EXIT_CONN, "malformed answer from the server: %u row "
+				 "statuses for %zu rows", nrows, sl->n);
+		return -1;
+	}
+	for (uint32_t i = 0; i < nrows; i++)
+		ld->status[i] = proto_r_i32(&r);
+	uint32_t nerr = proto_r_u32(&r), e = 0;
+	uint32_t erow = nerr ? proto_r_u32(&r) : UINT32_MAX;
+	for (uint32_t i = 0; i < nrows && !r.err; i++) {
+		const char *msg = NULL;
+		size_t msg_len = 0;
+		while (erow < i && e < nerr) {      /* messages come in row order */
+			proto_r_str16(&r, &msg_len);
+			erow = ++e < nerr ? proto_r_u32(&r) : UINT32_MAX;
+		}
+		if (erow == i) {
+			msg = proto_r_str16(&r, &msg_len);
+			erow = ++e < nerr ? proto_r_u32(&r) : UINT32_MAX;
+		}
+		if (ld->status[i] == 0) {
+			ld->loaded++;
+			continue;
+		}
+		char why[1400];
+		snprintf(why, sizeof why, "the server refused the row: %s%s%.*s",
+			 cohort_strerror(ld->status[i]), msg ? ": " : "",
+			 msg ? (int)(msg_len > 1024 ? 1024 : msg_len) : 0,
+			 msg ? msg : "");
+		if (ld->skip_bad) {
+			bad_line(ld, sl->lines[i], why);
+		} else if (!ld->stop_line) {
+			ld->stop_line = sl->lines[i];
+			snprintf(ld->stop_why, sizeof ld->stop_why, "%s", why);
+		} else {
+			ld->refused_after++;
+		}
+	}
+	if (r.err) {
+		progress_clear(ld);
+		ld->dead = failf(EXIT_CONN, "malformed answer from the server (%s)",
+				 r.why ? r.why : "too short");
+		return -1;
+	}
+	return 0;
+}
+
+/* Queue the batch being built (waiting first for the oldest answer when
+ * depth requests are in flight). 0 or -1 (ld->dead). */
+static int send_batch(struct loader *ld)
 {
 	if (ld->n == 0)
 		return 0;
-	for (size_t i = 0; i < ld->n; i++) {
-		ld->crow[i].key = ld->rows[i].key;
-		ld->crow[i].key_len = ld->rows[i].key_len;
-		ld->crow[i].time = COHORT_NOW;
-		ld->crow[i].fields = ld->rows[i].fields;
-		ld->crow[i].updates = NULL;
-		ld->crow[i].n = ld->rows[i].nfields;
-	}
-	int rc = cohort_client_put_batch(cl, ld->table, ld->crow, ld->n, ld->status);
-	int code = 0, first_failed = 0;
-	if (rc < 0) {
-		fprintf(stderr, "%s: lines %ld to %ld were not loaded\n", prog,
-			ld->rows[0].line, ld->rows[ld->n - 1].line);
-		code = fail(rc);
+	if (ld->inflight == ld->depth && take_answer(ld) < 0)
+		return -1;
+	ld->req.hdr.opcode = ld->events ? PROTO_OP_EVENT : PROTO_OP_PUT;
+	snprintf(ld->req.table, sizeof ld->req.table, "%s", ld->table);
+	if (ld->events) {
+		ld->req.u.event.nrows = (uint32_t)ld->n;
+		ld->req.u.event.rows = ld->rows;
 	} else {
-		for (size_t i = 0; i < ld->n; i++) {
-			if (ld->status[i] == 0) {
-				ld->loaded++;
-				continue;
-			}
-			/* errmsg names the first failing row ("row N: why") */
-			char why[1200];
-			const char *m = cohort_client_errmsg(cl);
-			const char *colon = strstr(m, ": ");
-			if (first_failed++ == 0 && colon)
-				snprintf(why, sizeof why, "%s: %s",
-					 cohort_strerror(ld->status[i]), colon + 2);
-			else
-				snprintf(why, sizeof why, "%s",
-					 cohort_strerror(ld->status[i]));
-			if (ld->skip_bad) {
-				bad_line(ld, ld->rows[i].line, why);
-			} else if (!code) {
-				fprintf(stderr, "%s: %s:%ld: %s\n", prog, ld->file,
-					ld->rows[i].line, why);
-				code = EXIT_FAIL;
-			}
-		}
+		ld->req.u.put.nrows = (uint32_t)ld->n;
+		ld->req.u.put.rows = ld->rows;
 	}
-	for (size_t i = 0; i < ld->n; i++)
-		pending_free(&ld->rows[i]);
+	struct slot *sl = building(ld);
+	sl->n = ld->n;
+	int rc = cohort_client_send(cl, &ld->req, NULL);
+	if (rc < 0)
+		return load_dead(ld, sl, rc);
+	ld->inflight++;
 	ld->n = 0;
 	ld->bytes = 0;
-	return code;
+	proto_arena_reset(&ld->arena);  /* the request is encoded */
+	return 0;
 }
 
-/* Parse one record into the batch: 0, or -1 with why. */
-static int load_row(struct loader *ld, const struct csv *c, long line,
-		    const int *colmap, size_t key_field, char *why, size_t why_len)
+/* Send what is left and take every answer. */
+static int drain(struct loader *ld)
 {
-	const char *key = csv_f(c, key_field);
-	size_t key_len = strlen(key);
-	if (key_len == 0 || key_len > COHORT_MAX_KEY) {
-		snprintf(why, why_len, "the key must be 1 to %d bytes, not %zu",
-			 COHORT_MAX_KEY, key_len);
+	if (ld->dead || send_batch(ld) < 0)
 		return -1;
+	while (ld->inflight)
+		if (take_answer(ld) < 0)
+			return -1;
+	return 0;
+}
+
+/* A row was added to the batch: send it when full. */
+static int row_added(struct loader *ld, long line, size_t bytes)
+{
+	building(ld)->lines[ld->n] = line;
+	ld->n++;
+	ld->bytes += bytes;
+	if (ld->n == ld->batch_max || ld->bytes >= ld->batch_bytes_max)
+		return send_batch(ld);
+	return 0;
+}
+
+/* Encoded bytes of a value (as docs/protocol.md §1). */
+static size_t value_bytes(const cohort_value *v)
+{
+	switch (v->type) {
+	case COHORT_CAT: return 3 + v->v.str.len;
+	case COHORT_VEC: return 5 + 4 * (size_t)v->v.vec.dim;
+	case COHORT_NULL: return 1;
+	case COHORT_BOOL: return 2;
+	case COHORT_F32: case COHORT_I32: return 5;
+	default: return 9;
 	}
-	struct pending *p = &ld->rows[ld->n];
-	memset(p, 0, sizeof *p);
-	p->line = line;
-	size_t nf = c->nf - 1;
-	p->key = malloc(key_len + 1);
-	p->strs = malloc(c->rec_len ? c->rec_len : 1);
-	p->fields = calloc(nf ? nf : 1, sizeof *p->fields);
-	size_t nvec = 0;
-	for (size_t i = 0; i < c->nf; i++)
-		if (i != key_field && ld->t->cols[colmap[i]].type == COHORT_VEC)
-			nvec += ld->t->cols[colmap[i]].dim;
-	p->vecs = malloc((nvec ? nvec : 1) * sizeof *p->vecs);
-	if (!p->key || !p->strs || !p->fields || !p->vecs) {
-		pending_free(p);
-		snprintf(why, why_len, "out of memory");
-		return -1;
+}
+
+/* The end of the load: the summary, or the error that stopped it. */
+static int load_end(struct loader *ld, long bad_line_no, const char *bad_why)
+{
+	if (!ld->dead)
+		drain(ld);
+	progress_clear(ld);
+	if (ld->dead) {
+		fprintf(stderr, "%s: %" PRIu64 " rows were loaded before the error\n",
+			prog, ld->loaded);
+		return ld->dead;
 	}
-	memcpy(p->key, key, key_len + 1);
-	p->key_len = key_len;
-	memcpy(p->strs, c->rec, c->rec_len);
-	size_t k = 0, voff = 0;
-	for (size_t i = 0; i < c->nf; i++) {
-		if (i == key_field)
+	if (ld->stop_line || bad_why) {
+		/* a row the server refused comes before any line read after it */
+		long line = ld->stop_line ? ld->stop_line : bad_line_no;
+		const char *why = ld->stop_line ? ld->stop_why : bad_why;
+		fprintf(stderr, "%s: %s:%ld: %s\n", prog, ld->file, line, why);
+		if (ld->refused_after)
+			fprintf(stderr, "%s: %" PRIu64 " more rows already sent were "
+				"refused too\n", prog, ld->refused_after);
+		fprintf(stderr, "%s: load stopped (--skip-bad skips bad lines); %"
+			PRIu64 " rows loaded\n", prog, ld->loaded);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* A bad line: counted with --skip-bad (0), else the end of the load (an
+ * exit code, > 0). */
+static int on_bad(struct loader *ld, long line, const char *why)
+{
+	if (ld->skip_bad) {
+		bad_line(ld, line, why);
+		return 0;
+	}
+	return load_end(ld, line, why);
+}
+
+static void summary(struct loader *ld, const char *created)
+{
+	double secs = now_s() - ld->t0;
+	double rate = secs > 0 ? (double)ld->loaded / secs : 0;
+	if (json) {
+		printf("{\"table\":");
+		json_cstr(ld->table);
+		printf(",\"file\":");
+		json_cstr(ld->file);
+		printf(",\"loaded\":%" PRIu64 ",\"skipped\":%" PRIu64
+		       ",\"seconds\":%.3f,\"rows_per_s\":%.0f,\"created\":%s}\n",
+		       ld->loaded, ld->bad, secs, rate,
+		       created ? created : "null");
+		return;
+	}
+	const char *what = ld->events ? "events" : "rows";
+	printf("loaded %" PRIu64 " %s into %s in %.3f s (%.0f %s/s)", ld->loaded,
+	       what, ld->table, secs, rate, what);
+	if (ld->bad)
+		printf(", %" PRIu64 " bad line%s skipped", ld->bad,
+		       ld->bad == 1 ? "" : "s");
+	putchar('\n');
+}
+
+/* ---- CSV: types ---------------------------------------------------------- */
+
+/* What a column's values allow so far. */
+struct guess {
+	uint64_t nvals;
+	int is_int, is_i32, is_num, is_bool;
+};
+
+/* 1: a whole number that fits i64 (*v); 2: one beyond it; 0: not one.
+ * A leading zero ("007") makes it an identifier, not a number. */
+static int int_text(const char *s, int64_t *v)
+{
+	const char *d = s + (*s == '-');
+	if (!isdigit((unsigned char)*d) || (d[0] == '0' && d[1]))
+		return 0;
+	for (const char *p = d; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return 0;
+	errno = 0;
+	long long x = strtoll(s, NULL, 10);
+	if (errno == ERANGE)
+		return 2;
+	*v = x;
+	return 1;
+}
+
+/* A finite decimal number: -?(0|[1-9][0-9]*)?(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int dec_text(const char *s)
+{
+	const char *p = s + (*s == '-');
+	size_t ni = 0, nf = 0;
+	if (p[0] == '0' && isdigit((unsigned char)p[1]))
+		return 0;
+	while (isdigit((unsigned char)*p))
+		p++, ni++;
+	if (*p == '.') {
+		p++;
+		while (isdigit((unsigned char)*p))
+			p++, nf++;
+		if (!nf)
+			return 0;
+	}
+	if (!ni && !nf)
+		return 0;
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		p += *p == '+' || *p == '-';
+		if (!isdigit((unsigned char)*p))
+			return 0;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	return !*p && isfinite(strtod(s, NULL));
+}
+
+static int bool_text(const char *s)
+{
+	return !strcasecmp(s, "true") || !strcasecmp(s, "false") ||
+	       !strcasecmp(s, "yes") || !strcasecmp(s, "no");
+}
+
+static void guess_cell(struct guess *g, const char *s)
+{
+	if (!*s)
+		return;
+	g->nvals++;
+	int64_t v;
+	int k = int_text(s, &v);
+	if (k == 1) {
+		if (v < INT32_MIN || v > INT32_MAX)
+			g->is_i32 = 0;
+		g->is_bool = 0;
+		return;
+	}
+	g->is_int = g->is_i32 = 0;
+	if (k == 2 || !dec_text(s))
+		g->is_num = 0;
+	if (!bool_text(s))
+		g->is_bool = 0;
+}
+
+static cohort_type guess_type(const struct guess *g)
+{
+	if (!g->nvals)
+		return COHORT_CAT;
+	if (g->is_int)
+		return g->is_i32 ? COHORT_I32 : COHORT_I64;
+	if (g->is_num)
+		return COHORT_F64;
+	return g->is_bool ? COHORT_BOOL : COHORT_CAT;
+}
+
+/* A header name as a column name: [A-Za-z0-9_], at most COHORT_MAX_NAME
+ * bytes; other bytes become '_'. */
+static void column_name(const char *h, char out[COHORT_MAX_NAME + 1])
+{
+	size_t n = 0;
+	for (; h[n] && n < COHORT_MAX_NAME; n++)
+		out[n] = isalnum((unsigned char)h[n]) ? h[n] : '_';
+	out[n] = 0;
+}
+
+/* The column of t a header field names: its exact name, else the name
+ * column_name() makes of it. -1 when none. */
+static int header_column(const cohort_client_table *t, const char *h)
+{
+	char name[COHORT_MAX_NAME + 1];
+	column_name(h, name);
+	int found = -1;
+	for (size_t j = 0; j < t->ncols; j++) {
+		if (strcmp(t->cols[j].name, h) == 0)
+			return t->cols[j].id;
+		if (found < 0 && strcmp(t->cols[j].name, name) == 0)
+			found = t->cols[j].id;
+	}
+	return found;
+}
+
+static void coldef_text(const cohort_column_def *d, char *buf, size_t len)
+{
+	if (d->type == COHORT_VEC)
+		snprintf(buf, len, "%s:vec:%u", d->name, d->dim);
+	else if (d->type == COHORT_DECAY)
+		snprintf(buf, len, "%s:decay:%" PRId64, d->name, d->half_life_ms);
+	else
+		snprintf(buf, len, "%s:%s", d->name, cohort_type_name(d->type));
+}
+
+/*
+ * A schema file: `NAME:TYPE[:N]` tokens, as `cohort create` takes them,
+ * separated by spaces or newlines; '#' starts a comment. *defs (names
+ * pointing into *text) and *lines (the line of each) are malloc'd.
+ * Returns 0 or an exit code after printing why.
+ */
+static int read_schema(const char *path, char **text, cohort_column_def **defs,
+		       long **lines, size_t *n)
+{
+	*text = NULL;
+	*defs = NULL;
+	*lines = NULL;
+	*n = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return failf(EXIT_FAIL, "%s: %s", path, strerror(errno));
+	size_t cap = 0, len = 0;
+	char *buf = NULL;
+	for (;;) {
+		if (len + 4096 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				fclose(f);
+				return failf(EXIT_FAIL, "out of memory");
+			}
+			buf = p;
+		}
+		size_t k = fread(buf + len, 1, cap - len - 1, f);
+		len += k;
+		if (k == 0)
+			break;
+	}
+	int rd_err = ferror(f);
+	fclose(f);
+	if (rd_err) {
+		free(buf);
+		return failf(EXIT_FAIL, "%s: read error", path);
+	}
+	buf[len] = 0;
+	*text = buf;
+	size_t ncap = 0;
+	long line = 1;
+	for (char *p = buf; *p;) {
+		if (*p == '\n') {
+			line++;
+			p++;
 			continue;
-		const cohort_client_column_info *ci = &ld->t->cols[colmap[i]];
-		if (parse_value(ci, p->strs + c->foff[i], p->vecs + voff,
-				&p->fields[k].value, why, why_len) < 0) {
-			pending_free(p);
+		}
+		if (isspace((unsigned char)*p)) {
+			p++;
+			continue;
+		}
+		if (*p == '#') {
+			while (*p && *p != '\n')
+				p++;
+			continue;
+		}
+		char *tok = p;
+		while (*p && !isspace((unsigned char)*p) && *p != '#')
+			p++;
+		char end = *p;
+		*p = 0;
+		if (*n == ncap) {
+			ncap = ncap ? ncap * 2 : 32;
+			cohort_column_def *d = realloc(*defs, ncap * sizeof *d);
+			long *l = realloc(*lines, ncap * sizeof *l);
+			if (d)
+				*defs = d;
+			if (l)
+				*lines = l;
+			if (!d || !l)
+				return failf(EXIT_FAIL, "out of memory");
+		}
+		char why[512];
+		if (parse_coldef(tok, &(*defs)[*n], why, sizeof why) < 0)
+			return failf(EXIT_FAIL, "%s:%ld: %s", path, line, why);
+		for (size_t i = 0; i < *n; i++)
+			if (strcmp((*defs)[i].name, tok) == 0)
+				return failf(EXIT_FAIL, "%s:%ld: column '%s' twice (line "
+					     "%ld too)", path, line, tok, (*lines)[i]);
+		(*lines)[(*n)++] = line;
+		if (end == '#')
+			while (p[1] && p[1] != '\n')
+				p++;
+		else if (end == '\n')
+			line++;
+		if (end)
+			p++;
+	}
+	if (*n == 0)
+		return failf(EXIT_FAIL, "%s: no columns (NAME:TYPE per line)", path);
+	return 0;
+}
+
+/* Whether an existing table has the schema file's columns. */
+static int check_schema(const struct loader *ld, const char *path,
+			const cohort_column_def *defs, const long *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int id = header_column(ld->t, defs[i].name);
+		if (id < 0)
+			return failf(EXIT_FAIL, "%s:%ld: table '%s' exists and has no "
+				     "column '%s'", path, lines[i], ld->table,
+				     defs[i].name);
+		const cohort_client_column_info *c = &ld->t->cols[id];
+		if (c->type != defs[i].type ||
+		    (c->type == COHORT_VEC && c->dim != defs[i].dim) ||
+		    (c->type == COHORT_DECAY && c->half_life_ms != defs[i].half_life_ms)) {
+			char want[128];
+			coldef_text(&defs[i], want, sizeof want);
+			return failf(EXIT_FAIL, "%s:%ld: table '%s' exists with column "
+				     "'%s' of type %s, not %s", path, lines[i],
+				     ld->table, c->name, cohort_type_name(c->type), want);
+		}
+	}
+	return 0;
+}
+
+/* Parse a CSV record into the batch. 0; -1 a bad line (why); -2 fatal. */
+static int csv_row(struct loader *ld, const struct rec *r, const int *map,
+		   long key_field, uint64_t ordinal, char *why, size_t why_len)
+{
+	char num[24];
+	const char *key;
+	size_t key_len;
+	if (key_field < 0) {
+		key_len = (size_t)snprintf(num, sizeof num, "%" PRIu64, ordinal);
+		key = num;
+	} else {
+		key = rec_f(r, (size_t)key_field);
+		key_len = strlen(key);
+		if (key_len == 0 || key_len > COHORT_MAX_KEY) {
+			snprintf(why, why_len, "the key (field %ld) must be 1 to %d "
+				 "bytes, not %zu", key_field + 1, COHORT_MAX_KEY, key_len);
 			return -1;
 		}
-		if (ci->type == COHORT_VEC)
-			voff += ci->dim;
-		p->fields[k].column = ci->id;
+	}
+	size_t nf = r->n - (key_field >= 0);
+	char *copy = proto_arena_alloc(&ld->arena, r->len + key_len);
+	cohort_field *f = proto_arena_alloc(&ld->arena, (nf ? nf : 1) * sizeof *f);
+	if (!copy || !f) {
+		ld->dead = failf(EXIT_FAIL, "out of memory");
+		return -2;
+	}
+	memcpy(copy, r->b, r->len);
+	memcpy(copy + r->len, key, key_len);
+	size_t k = 0, bytes = key_len + 11;
+	for (size_t i = 0; i < r->n; i++) {
+		if ((long)i == key_field)
+			continue;
+		const cohort_client_column_info *ci = &ld->t->cols[map[i]];
+		float *vec = NULL;
+		if (ci->type == COHORT_VEC &&
+		    !(vec = proto_arena_alloc(&ld->arena, ci->dim * sizeof *vec))) {
+			ld->dead = failf(EXIT_FAIL, "out of memory");
+			return -2;
+		}
+		if (parse_value(ci, copy + r->off[i], vec, &f[k].value, why,
+				why_len) < 0)
+			return -1;
+		f[k].column = ci->id;
+		bytes += 2 + value_bytes(&f[k].value);
 		k++;
 	}
-	p->nfields = k;
-	ld->n++;
-	ld->bytes += c->rec_len + 16 + 8 * k;
+	proto_put_row *row = &((proto_put_row *)ld->rows)[ld->n];
+	row->key.ptr = copy + r->len;
+	row->key.len = (uint8_t)key_len;
+	row->time = COHORT_NOW;
+	row->nfields = (uint16_t)k;
+	row->fields = f;
+	return row_added(ld, r->line, bytes) < 0 ? -2 : 0;
+}
+
+static void json_mem_str(FILE *m, const char *s)
+{
+	fputc('"', m);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(m, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			fprintf(m, "\\u%04x", ch);
+		else
+			fputc(ch, m);
+	}
+	fputc('"', m);
+}
+
+/* The table load made, as JSON for the --json summary (*out malloc'd). */
+static int created_json(char **out, int from_schema, uint64_t ninferred,
+			const char *key, const cohort_column_def *defs, size_t n)
+{
+	size_t len = 0;
+	FILE *m = open_memstream(out, &len);
+	if (!m)
+		return failf(EXIT_FAIL, "out of memory");
+	fprintf(m, "{\"from\":\"%s\",\"rows_inferred\":%" PRIu64 ",\"key\":",
+		from_schema ? "schema" : "data", ninferred);
+	if (key)
+		json_mem_str(m, key);
+	else
+		fputs("null", m);
+	fputs(",\"columns\":[", m);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(m, "%s{\"name\":", i ? "," : "");
+		json_mem_str(m, defs[i].name);
+		fprintf(m, ",\"type\":\"%s\"", cohort_type_name(defs[i].type));
+		if (defs[i].type == COHORT_VEC)
+			fprintf(m, ",\"dim\":%u", defs[i].dim);
+		if (defs[i].type == COHORT_DECAY)
+			fprintf(m, ",\"half_life_ms\":%" PRId64, defs[i].half_life_ms);
+		fputc('}', m);
+	}
+	fputs("]}", m);
+	if (fclose(m) != 0) {
+		free(*out);
+		*out = NULL;
+		return failf(EXIT_FAIL, "out of memory");
+	}
 	return 0;
+}
+
+struct csv_args {
+	const char *key, *schema, *sep;
+	int key_rownum, create;
+};
+
+static int load_csv(struct loader *ld, const struct csv_args *a)
+{
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	char why[1400], *headbuf = NULL, *schema_text = NULL, *created = NULL;
+	const char **head = NULL;
+	int *map = NULL;
+	cohort_column_def *defs = NULL;
+	long *def_lines = NULL;
+	struct guess *g = NULL;
+	char (*names)[COHORT_MAX_NAME + 1] = NULL;
+	size_t *def_field = NULL;     /* inferred column -> header field */
+	size_t ndefs = 0, nhead = 0;
+	int rc = cohort_client_describe(cl, ld->table, &ld->t);
+	int exists = rc == 0;
+	if (rc < 0 && rc != COHORT_ENOTABLE)
+		return fail(rc);
+	if (!exists && !a->schema && !a->create)
+		return failf(EXIT_NOTFOUND, "no table '%s': --create makes it with the "
+			     "types of %s's values, --schema FILE with the columns "
+			     "FILE lists", ld->table, ld->file);
+	int sep = a->sep ? a->sep[0] : detect_sep(&ld->src);
+	int k = csv_next(&ld->src, sep, &r, why, sizeof why);
+	if (k <= 0) {
+		rc = k == 0 ? failf(EXIT_FAIL, "%s: empty: a header line is expected",
+				    ld->file)
+		     : k == -1 ? failf(EXIT_FAIL, "%s:%ld: the header: %s", ld->file,
+				       r.line, why)
+		     : failf(EXIT_FAIL, "%s: %s", ld->file,
+			     ld->src.err ? strerror(ld->src.err) : "out of memory");
+		goto out;
+	}
+	long head_line = r.line;
+	nhead = r.n;
+	headbuf = malloc(r.len);
+	head = calloc(nhead, sizeof *head);
+	map = calloc(nhead, sizeof *map);
+	if (!headbuf || !head || !map) {
+		rc = failf(EXIT_FAIL, "out of memory");
+		goto out;
+	}
+	memcpy(headbuf, r.b, r.len);
+	for (size_t i = 0; i < nhead; i++)
+		head[i] = headbuf + r.off[i];
+	long key_field = a->key_rownum ? -1 : 0;
+	if (a->key) {
+		key_field = -1;
+		for (size_t i = 0; i < nhead && key_field < 0; i++)
+			if (strcmp(head[i], a->key) == 0)
+				key_field = (long)i;
+		if (key_field < 0) {
+			rc = failf(EXIT_USAGE, "%s:%ld: no column '%s' in the header for "
+				   "--key", ld->file, head_line, a->key);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < nhead; i++)
+		if (!head[i][0] && (long)i != key_field) {
+			rc = failf(EXIT_FAIL, "%s:%ld: field %zu of the header has no name",
+				   ld->file, head_line, i + 1);
+			goto out;
+		}
+	uint64_t data_off = src_offset(&ld->src);
+	long data_line = ld->src.line;
+
+	if (a->schema) {
+		if ((rc = read_schema(a->schema, &schema_text, &defs, &def_lines,
+				      &ndefs)))
+			goto out;
+		if (exists && (rc = check_schema(ld, a->schema, defs, def_lines, ndefs)))
+			goto out;
+	}
+	uint64_t ninferred = 0;
+	int partial = 0;
+	if (!exists && !a->schema) {
+		/* infer the types from the values: every row of a file, the
+		 * first INFER_KEEP bytes of a pipe */
+		g = calloc(nhead, sizeof *g);
+		defs = calloc(nhead, sizeof *defs);
+		names = calloc(nhead, sizeof *names);
+		def_field = calloc(nhead, sizeof *def_field);
+		if (!g || !defs || !names || !def_field) {
+			rc = failf(EXIT_FAIL, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < nhead; i++)
+			g[i] = (struct guess){ 0, 1, 1, 1, 1 };
+		ld->src.keep = !ld->src.size;
+		while ((k = csv_next(&ld->src, sep, &r, why, sizeof why)) != 0) {
+			if (k == -2)
+				break;
+			if (k == 1 && r.n == nhead) {
+				for (size_t i = 0; i < nhead; i++)
+					guess_cell(&g[i], rec_f(&r, i));
+				ninferred++;
+			}
+			if (ld->src.keep && ld->src.len >= INFER_KEEP) {
+				partial = 1;
+				break;
+			}
+		}
+		if (k == -2 || src_rewind(&ld->src, data_off, data_line) < 0) {
+			rc = failf(EXIT_FAIL, "%s: %s", ld->file,
+				   ld->src.err ? strerror(ld->src.err) : "cannot read it again");
+			goto out;
+		}
+		for (size_t i = 0; i < nhead; i++) {
+			if ((long)i == key_field)
+				continue;
+			column_name(head[i], names[i]);
+			defs[ndefs].name = names[i];
+			defs[ndefs].type = guess_type(&g[i]);
+			def_field[ndefs] = i;
+			for (size_t j = 0; j < ndefs; j++)
+				if (strcmp(defs[j].name, names[i]) == 0) {
+					rc = failf(EXIT_FAIL, "%s:%ld: two header fields make "
+						   "column '%s'", ld->file, head_line,
+						   names[i]);
+					goto out;
+				}
+			ndefs++;
+		}
+	}
+	if (!exists) {
+		/* every header field must have a column before one is made */
+		for (size_t i = 0; i < nhead; i++) {
+			if ((long)i == key_field)
+				continue;
+			char name[COHORT_MAX_NAME + 1];
+			column_name(head[i], name);
+			size_t j = 0;
+			while (j < ndefs && strcmp(defs[j].name, head[i]) &&
+			       strcmp(defs[j].name, name))
+				j++;
+			if (j == ndefs) {
+				rc = failf(EXIT_FAIL, "%s:%ld: column '%s' is not in the "
+					   "schema %s", ld->file, head_line, head[i],
+					   a->schema);
+				goto out;
+			}
+		}
+		if ((rc = cohort_client_table_create(cl, ld->table, defs, ndefs, 0)) < 0 ||
+		    (rc = cohort_client_describe(cl, ld->table, &ld->t)) < 0) {
+			rc = fail(rc);
+			goto out;
+		}
+		if (!json) {
+			/* what was made, as a schema file would say it */
+			printf("# table %s, created ", ld->table);
+			if (a->schema)
+				printf("from %s\n", a->schema);
+			else
+				printf("with the types of %" PRIu64 " rows%s\n", ninferred,
+				       partial ? " (the first ones: the input is a pipe)"
+					       : "");
+			if (key_field < 0)
+				printf("# key: the row number\n");
+			else
+				printf("# key: %s\n", head[key_field]);
+			for (size_t i = 0; i < ndefs; i++) {
+				char text[128];
+				coldef_text(&defs[i], text, sizeof text);
+				if (g && !g[def_field[i]].nvals)
+					printf("%-24s # every value empty\n", text);
+				else
+					printf("%s\n", text);
+			}
+			fflush(stdout);
+		} else if ((rc = created_json(&created, a->schema != NULL, ninferred,
+					      key_field < 0 ? NULL : head[key_field],
+					      defs, ndefs))) {
+			goto out;
+		}
+	}
+
+	/* header fields -> columns */
+	for (size_t i = 0; i < nhead; i++) {
+		map[i] = -1;
+		if ((long)i == key_field)
+			continue;
+		map[i] = header_column(ld->t, head[i]);
+		if (map[i] < 0) {
+			rc = failf(EXIT_FAIL, "%s:%ld: unknown column '%s': table '%s' has "
+				   "no such column", ld->file, head_line, head[i],
+				   ld->table);
+			goto out;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (map[j] == map[i]) {
+				rc = failf(EXIT_FAIL, "%s:%ld: fields %zu and %zu of the header "
+					   "are both column '%s'", ld->file, head_line,
+					   j + 1, i + 1, ld->t->cols[map[i]].name);
+				goto out;
+			}
+	}
+
+	ld->t0 = now_s();
+	uint64_t ordinal = 0;
+	for (;;) {
+		k = csv_next(&ld->src, sep, &r, why, sizeof why);
+		if (k == 0)
+			break;
+		if (k == -2) {
+			ld->dead = failf(EXIT_FAIL, "%s:%ld: %s", ld->file, ld->src.line + 1,
+					 ld->src.err ? strerror(ld->src.err)
+						     : "out of memory");
+			rc = load_end(ld, 0, NULL);
+			goto out;
+		}
+		if (k == 1 && r.n == 1 && !r.b[0])
+			continue;           /* an empty line */
+		ordinal++;
+		ld->nread++;
+		int bad = k < 0;
+		if (!bad && r.n != nhead) {
+			snprintf(why, sizeof why, "wrong number of fields: %zu where the "
+				 "header has %zu", r.n, nhead);
+			bad = 1;
+		}
+		if (!bad) {
+			int x = csv_row(ld, &r, map, key_field, ordinal, why, sizeof why);
+			if (x == -2) {
+				rc = load_end(ld, 0, NULL);
+				goto out;
+			}
+			bad = x < 0;
+		}
+		if (bad && (rc = on_bad(ld, r.line, why)))
+			goto out;
+		if (ld->stop_line) {
+			rc = load_end(ld, 0, NULL);
+			goto out;
+		}
+		progress(ld, 0);
+	}
+	if ((rc = load_end(ld, 0, NULL)))
+		goto out;
+	summary(ld, created);
+out:
+	rec_free(&r);
+	free(headbuf);
+	free(head);
+	free(map);
+	free(defs);
+	free(def_lines);
+	free(schema_text);
+	free(g);
+	free(names);
+	free(def_field);
+	free(created);
+	return rc;
+}
+
+/* ---- NDJSON events -------------------------------------------------------
+ * One JSON object per line (RFC 8259, strictly: no comments, no trailing
+ * commas, UTF-8):
+ *   {"key": "c1", "time": 1700000000000, "set": {"col": v, ...},
+ *    "add": {...}, "observe": {...}}
+ * key: a string (or a whole number, taken as its digits); time: ms since
+ * the epoch, optional (the server's clock); at least one update. Updates
+ * apply in the order they are written. v: a number, a string (cat), true
+ * or false (bool), null (set only), or an array of numbers (vec), as the
+ * column's type (DESCRIBE) wants it.
+ * ------------------------------------------------------------------------ */
+struct jp {
+	const char *s, *p, *end;
+	struct loader *ld;
+	char *why;
+	size_t why_len;
+};
+
+static int jp_fail(struct jp *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A syntax error at the current byte (column counted from 1). */
+static int jp_fail(struct jp *j, const char *fmt, ...)
+{
+	int n = snprintf(j->why, j->why_len, "bad JSON at column %zu: ",
+			 (size_t)(j->p - j->s) + 1);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < j->why_len)
+		vsnprintf(j->why + n, j->why_len - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int jp_say(struct jp *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A well-formed line that says something wrong. */
+static int jp_say(struct jp *j, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(j->why, j->why_len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void jp_ws(struct jp *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' ||
+				 *j->p == '\r'))
+		j->p++;
+}
+
+static int jp_peek(const struct jp *j)
+{
+	return j->p < j->end ? (unsigned char)*j->p : EOF;
+}
+
+static int jp_expect(struct jp *j, char ch)
+{
+	jp_ws(j);
+	if (jp_peek(j) != ch)
+		return jp_fail(j, "'%c' expected%s", ch, j->p < j->end ? "" :
+			       " before the end of the line");
+	j->p++;
+	return 0;
+}
+
+/* The byte length of a valid UTF-8 sequence at p (1..4), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	if (!n || p[0] > 0xf4 || (size_t)(end - p) < n)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;   /* overlong, a surrogate, beyond U+10FFFF */
+	return n;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		int c = (unsigned char)p[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v * 16 + (unsigned)d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A string at j->p, decoded into the arena: *out (NUL-terminated), *len. */
+static int jp_string(struct jp *j, const char **out, size_t *len)
+{
+	if (jp_peek(j) != '"')
+		return jp_fail(j, "a string expected");
+	const char *q = j->p + 1;
+	while (q < j->end && *q != '"')
+		q += *q == '\\' ? 2 : 1;
+	if (q >= j->end)
+		return jp_fail(j, "the string is never closed");
+	char *d = proto_arena_alloc(&j->ld->arena, (size_t)(q - j->p));
+	if (!d)
+		return jp_say(j, "out of memory");
+	size_t n = 0;
+	j->p++;
+	while (*j->p != '"') {
+		unsigned char ch = (unsigned char)*j->p;
+		if (ch < 0x20)
+			return jp_fail(j, "a control character in a string (write it "
+				       "as an escape)");
+		if (ch != '\\') {
+			size_t k = utf8_len((const unsigned char *)j->p,
+					    (const unsigned char *)j->end);
+			if (!k)
+				return jp_fail(j, "not UTF-8");
+			memcpy(d + n, j->p, k);
+			n += k;
+			j->p += k;
+			continue;
+		}
+		j->p++;
+		const char *esc = strchr("\"\\/bfnrt", *j->p);
+		if (*j->p && esc) {
+			d[n++] = "\"\\/\b\f\n\r\t"[esc - "\"\\/bfnrt"];
+			j->p++;
+			continue;
+		}
+		unsigned u, lo;
+		if (*j->p != 'u' || j->end - j->p < 5 || hex4(j->p + 1, &u) < 0)
+			return jp_fail(j, "a bad escape");
+		j->p += 5;
+		if (u >= 0xd800 && u <= 0xdbff) {
+			if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
+			    hex4(j->p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
+				return jp_fail(j, "a lone surrogate \\u%04x", u);
+			j->p += 6;
+			u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+		} else if (u >= 0xdc00 && u <= 0xdfff) {
+			return jp_fail(j, "a lone surrogate \\u%04x", u);
+		}
+		if (u == 0)
+			return jp_fail(j, "\\u0000: strings may not hold NUL");
+		if (u < 0x80) {
+			d[n++] = (char)u;
+		} else if (u < 0x800) {
+			d[n++] = (char)(0xc0 | u >> 6);
+			d[n++] = (char)(0x80 | (u & 0x3f));
+		} else if (u < 0x10000) {
+			d[n++] = (char)(0xe0 | u >> 12);
+			d[n++] = (char)(0x80 | ((u >> 6) & 0x3f));
+			d[n++] = (char)(0x80 | (u & 0x3f));
+		} else {
+			d[n++] = (char)(0xf0 | u >> 18);
+			d[n++] = (char)(0x80 | ((u >> 12) & 0x3f));
+			d[n++] = (char)(0x80 | ((u >> 6) & 0x3f));
+			d[n++] = (char)(0x80 | (u & 0x3f));
+		}
+	}
+	j->p++;
+	d[n] = 0;
+	*out = d;
+	*len = n;
+	return 0;
+}
+
+/* A number at j->p (RFC 8259's grammar) copied into buf; *is_int when it
+ * has neither a fraction nor an exponent. */
+static int jp_number(struct jp *j, char *buf, size_t buf_len, int *is_int)
+{
+	const char *p = j->p, *e = j->end;
+	if (p < e && *p == '-')
+		p++;
+	if (p >= e || !isdigit((unsigned char)*p))
+		return jp_fail(j, "a bad number");
+	if (*p == '0')
+		p++;
+	else
+		while (p < e && isdigit((unsigned char)*p))
+			p++;
+	*is_int = 1;
+	if (p < e && *p == '.') {
+		*is_int = 0;
+		if (++p >= e || !isdigit((unsigned char)*p))
+			return jp_fail(j, "a bad number: digits expected after '.'");
+		while (p < e && isdigit((unsigned char)*p))
+			p++;
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		*is_int = 0;
+		p++;
+		if (p < e && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= e || !isdigit((unsigned char)*p))
+			return jp_fail(j, "a bad number: digits expected in the exponent");
+		while (p < e && isdigit((unsigned char)*p))
+			p++;
+	}
+	if ((size_t)(p - j->p) >= buf_len)
+		return jp_fail(j, "a number of more than %zu characters", buf_len - 1);
+	memcpy(buf, j->p, (size_t)(p - j->p));
+	buf[p - j->p] = 0;
+	j->p = p;
+	return 0;
+}
+
+static int jp_word(struct jp *j, const char *w)
+{
+	size_t n = strlen(w);
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n) != 0 ||
+	    (j->p + n < j->end && isalnum((unsigned char)j->p[n])))
+		return 0;
+	j->p += n;
+	return 1;
+}
+
+/* A value for column ci into *out (strings and vectors in the arena). */
+static int jp_value(struct jp *j, const cohort_client_column_info *ci,
+		    cohort_value *out)
+{
+	jp_ws(j);
+	int ch = jp_peek(j);
+	const char *type = cohort_type_name(ci->type);
+	if (ch == '"') {
+		const char *s;
+		size_t n;
+		if (jp_string(j, &s, &n) < 0)
+			return -1;
+		if (ci->type != COHORT_CAT)
+			return jp_say(j, "column '%s' is %s: a string is not a value "
+				      "of it", ci->name, type);
+		if (n > COHORT_MAX_CAT)
+			return jp_say(j, "column '%s': a string of %zu bytes (at most %d)",
+				      ci->name, n, COHORT_MAX_CAT);
+		*out = cohort_catn(s, (uint32_t)n);
+		return 0;
+	}
+	if (ch == 't' || ch == 'f' || ch == 'n') {
+		int b = jp_word(j, "true") ? 1 : jp_word(j, "false") ? 0
+		      : jp_word(j, "null") ? 2 : -1;
+		if (b < 0)
+			return jp_fail(j, "a value expected");
+		if (b == 2)
+			*out = cohort_null();
+		else if (ci->type == COHORT_BOOL)
+			*out = cohort_bool(b);
+		else
+			return jp_say(j, "column '%s' is %s: %s is not a value of it",
+				      ci->name, type, b ? "true" : "false");
+		return 0;
+	}
+	if (ch == '[') {
+		if (ci->type != COHORT_VEC)
+			return jp_say(j, "column '%s' is %s: an array is a value only of "
+				      "vec columns", ci->name, type);
+		float *v = proto_arena_alloc(&j->ld->arena, ci->dim * sizeof *v);
+		if (!v)
+			return jp_say(j, "out of memory");
+		j->p++;
+		uint32_t n = 0;
+		jp_ws(j);
+		if (jp_peek(j) == ']') {
+			j->p++;
+		} else {
+			for (;;) {
+				char num[64];
+				int is_int;
+				jp_ws(j);
+				if (jp_number(j, num, sizeof num, &is_int) < 0)
+					return -1;
+				double d = strtod(num, NULL);
+				if (n < ci->dim)
+					v[n] = (float)d;
+				if (!isfinite((float)d))
+					return jp_say(j, "column '%s': %s is beyond a float",
+						      ci->name, num);
+				n++;
+				jp_ws(j);
+				if (jp_peek(j) == ']') {
+					j->p++;
+					break;
+				}
+				if (jp_expect(j, ',') < 0)
+					return -1;
+			}
+		}
+		if (n != ci->dim)
+			return jp_say(j, "column '%s' is vec:%u: an array of %u numbers",
+				      ci->name, ci->dim, n);
+		*out = cohort_vec(v, n);
+		return 0;
+	}
+	if (ch == '-' || isdigit(ch)) {
+		char num[64];
+		int is_int;
+		if (jp_number(j, num, sizeof num, &is_int) < 0)
+			return -1;
+		int64_t i;
+		switch (ci->type) {
+		case COHORT_I32:
+		case COHORT_I64:
+			if (!is_int || parse_i64(num, ci->type == COHORT_I32 ? INT32_MIN
+						      : INT64_MIN, ci->type == COHORT_I32
+						      ? INT32_MAX : INT64_MAX, &i) < 0)
+				return jp_say(j, "column '%s' is %s: %s is not a whole number "
+					      "in its range", ci->name, type, num);
+			*out = ci->type == COHORT_I32 ? cohort_i32((int32_t)i)
+						       : cohort_i64(i);
+			return 0;
+		case COHORT_CAT:
+		case COHORT_BOOL:
+		case COHORT_VEC:
+			return jp_say(j, "column '%s' is %s: %s is not a value of it",
+				      ci->name, type, num);
+		default: {
+			double d = strtod(num, NULL);
+			if (!isfinite(d) || (ci->type == COHORT_F32 && !isfinite((float)d)))
+				return jp_say(j, "column '%s': %s is out of range", ci->name,
+					      num);
+			*out = ci->type == COHORT_F32 ? cohort_f32((float)d) : cohort_f64(d);
+			return 0;
+		}
+		}
+	}
+	if (ch == '{')
+		return jp_say(j, "column '%s': an object is not a value", ci->name);
+	return jp_fail(j, ch == EOF ? "a value expected before the end of the line"
+				    : "a value expected");
+}
+
+static int add_update(struct loader *ld, size_t n, const cohort_update *u)
+{
+	if (n == ld->ups_cap) {
+		size_t cap = ld->ups_cap ? ld->ups_cap * 2 : 64;
+		cohort_update *p = realloc(ld->ups, cap * sizeof *p);
+		if (!p)
+			return -1;
+		ld->ups = p;
+		ld->ups_cap = cap;
+	}
+	ld->ups[n] = *u;
+	return 0;
+}
+
+/* One event line into the batch. 0; -1 a bad line (why); -2 fatal. */
+static int event_row(struct loader *ld, const char *line, size_t len, long lineno,
+		     char *why, size_t why_len)
+{
+	struct jp j = { line, line, line + len, ld, why, why_len };
+	const char *key = NULL;
+	size_t key_len = 0, nups = 0, bytes = 11;
+	cohort_time time = COHORT_NOW;
+	int seen[5] = { 0 };         /* key time set add observe */
+	if (jp_expect(&j, '{') < 0)
+		return -1;
+	jp_ws(&j);
+	if (jp_peek(&j) == '}')
+		return jp_say(&j, "an empty object: \"key\" and an update are "
+			      "expected");
+	for (;;) {
+		jp_ws(&j);
+		const char *member = j.p, *name;
+		size_t name_len;
+		if (jp_string(&j, &name, &name_len) < 0 || jp_expect(&j, ':') < 0)
+			return -1;
+		static const char *const members[] = { "key", "time", "set", "add",
+						       "observe" };
+		int m = 0;
+		while (m < 5 && strcmp(name, members[m]) != 0)
+			m++;
+		if (m == 5) {
+			j.p = member;
+			return jp_say(&j, "unknown member \"%s\" (key, time, set, add, "
+				      "observe)", name);
+		}
+		if (seen[m]++)
+			return jp_say(&j, "\"%s\" twice", name);
+		jp_ws(&j);
+		char num[64];
+		int is_int;
+		if (m == 0) {
+			if (jp_peek(&j) == '"') {
+				if (jp_string(&j, &key, &key_len) < 0)
+					return -1;
+			} else if (jp_peek(&j) == '-' || isdigit(jp_peek(&j))) {
+				if (jp_number(&j, num, sizeof num, &is_int) < 0)
+					return -1;
+				if (!is_int)
+					return jp_say(&j, "\"key\" %s: a string or a whole "
+						      "number", num);
+				char *k = proto_arena_alloc(&ld->arena, strlen(num) + 1);
+				if (!k)
+					return jp_say(&j, "out of memory");
+				key = strcpy(k, num);
+				key_len = strlen(num);
+			} else {
+				return jp_fail(&j, "\"key\" must be a string");
+			}
+			if (key_len == 0 || key_len > COHORT_MAX_KEY)
+				return jp_say(&j, "the key must be 1 to %d bytes, not %zu",
+					      COHORT_MAX_KEY, key_len);
+		} else if (m == 1) {
+			if (jp_peek(&j) == 'n' && jp_word(&j, "null")) {
+				time = COHORT_NOW;
+			} else {
+				if (jp_peek(&j) != '-' && !isdigit(jp_peek(&j)))
+					return jp_fail(&j, "\"time\" must be a number of "
+						       "milliseconds");
+				if (jp_number(&j, num, sizeof num, &is_int) < 0)
+					return -1;
+				int64_t t;
+				if (!is_int || parse_i64(num, INT64_MIN + 1, INT64_MAX, &t) < 0)
+					return jp_say(&j, "\"time\" %s: a whole number of "
+						      "milliseconds since 1970", num);
+				time = t;
+			}
+		} else {
+			cohort_op op = m == 2 ? COHORT_OP_SET : m == 3 ? COHORT_OP_ADD
+								: COHORT_OP_OBSERVE;
+			if (jp_expect(&j, '{') < 0)
+				return -1;
+			jp_ws(&j);
+			if (jp_peek(&j) == '}') {
+				j.p++;
+			} else {
+				for (;;) {
+					jp_ws(&j);
+					const char *col;
+					size_t col_len;
+					if (jp_string(&j, &col, &col_len) < 0 ||
+					    jp_expect(&j, ':') < 0)
+						return -1;
+					const cohort_client_column_info *ci = NULL;
+					for (size_t c = 0; c < ld->t->ncols && !ci; c++)
+						if (strcmp(ld->t->cols[c].name, col) == 0)
+							ci = &ld->t->cols[c];
+					if (!ci)
+						return jp_say(&j, "unknown column '%s' in \"%s\": "
+							      "table '%s' has no such column",
+							      col, name, ld->table);
+					cohort_update u = { ci->id, op, cohort_null() };
+					if (jp_value(&j, ci, &u.value) < 0)
+						return -1;
+					if (add_update(ld, nups++, &u) < 0) {
+						ld->dead = failf(EXIT_FAIL, "out of memory");
+						return -2;
+					}
+					bytes += 4 + value_bytes(&u.value);
+					jp_ws(&j);
+					if (jp_peek(&j) == '}') {
+						j.p++;
+						break;
+					}
+					if (jp_expect(&j, ',') < 0)
+						return -1;
+				}
+			}
+		}
+		jp_ws(&j);
+		if (jp_peek(&j) == '}') {
+			j.p++;
+			break;
+		}
+		if (jp_expect(&j, ',') < 0)
+			return -1;
+	}
+	jp_ws(&j);
+	if (j.p < j.end)
+		return jp_fail(&j, "text after the object");
+	if (!key)
+		return jp_say(&j, "no \"key\"");
+	if (!nups)
+		return jp_say(&j, "nothing to set, add or observe");
+	if (nups > UINT16_MAX)
+		return jp_say(&j, "%zu updates in one event (at most %u)", nups,
+			      UINT16_MAX);
+	cohort_update *ups = proto_arena_alloc(&ld->arena, nups * sizeof *ups);
+	if (!ups) {
+		ld->dead = failf(EXIT_FAIL, "out of memory");
+		return -2;
+	}
+	memcpy(ups, ld->ups, nups * sizeof *ups);
+	proto_event_row *row = &((proto_event_row *)ld->rows)[ld->n];
+	row->key.ptr = key;
+	row->key.len = (uint8_t)key_len;
+	row->time = time;
+	row->nupdates = (uint16_t)nups;
+	row->updates = ups;
+	return row_added(ld, lineno, bytes + key_len) < 0 ? -2 : 0;
+}
+
+static int load_events(struct loader *ld)
+{
+	int rc = cohort_client_describe(cl, ld->table, &ld->t);
+	if (rc < 0)
+		return fail(rc);
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	char why[1400];
+	ld->t0 = now_s();
+	for (;;) {
+		int k = src_line(&ld->src, &r);
+		if (k == 0)
+			break;
+		if (k == -2) {
+			ld->dead = failf(EXIT_FAIL, "%s:%ld: %s", ld->file, ld->src.line + 1,
+					 ld->src.err ? strerror(ld->src.err)
+						     : "out of memory");
+			rc = load_end(ld, 0, NULL);
+			goto out;
+		}
+		size_t i = 0;
+		while (i < r.len && isspace((unsigned char)r.b[i]))
+			i++;
+		if (k == 1 && i == r.len)
+			continue;           /* a blank line */
+		ld->nread++;
+		int x = -1;
+		if (k == -1)
+			snprintf(why, sizeof why, "a line of more than %u bytes",
+				 LINE_MAX_BYTES);
+		else
+			x = event_row(ld, r.b, r.len, r.line, why, sizeof why);
+		if (x == -2) {
+			rc = load_end(ld, 0, NULL);
+			goto out;
+		}
+		if (x < 0 && (rc = on_bad(ld, r.line, why)))
+			goto out;
+		if (ld->stop_line) {
+			rc = load_end(ld, 0, NULL);
+			goto out;
+		}
+		progress(ld, 0);
+	}
+	if ((rc = load_end(ld, 0, NULL)) == 0)
+		summary(ld, NULL);
+out:
+	rec_free(&r);
+	return rc;
 }
 
 static int cmd_load(int argc, char **argv)
 {
-	struct opt opts[] = { { "--key", 1, NULL }, { "--batch", 1, NULL },
-			      { "--skip-bad", 0, NULL } };
+	struct opt opts[] = {
+		{ "--key", 1, NULL }, { "--key-rownum", 0, NULL },
+		{ "--schema", 1, NULL }, { "--create", 0, NULL },
+		{ "--sep", 1, NULL }, { "--events", 0, NULL },
+		{ "--batch", 1, NULL }, { "--inflight", 1, NULL },
+		{ "--skip-bad", 0, NULL },
+	};
 	char *pos[MAX_ARGS];
-	int npos, rc = parse_opts(argc, argv, opts, 3, pos, &npos);
+	int npos, rc = parse_opts(argc, argv, opts, sizeof opts / sizeof opts[0],
+				  pos, &npos);
 	if (rc)
 		return rc;
-	if (npos != 2)
-		return usage("load TABLE FILE.csv [--key COL] [--batch N] [--skip-bad]");
-	int64_t batch = 1000;
-	if ((rc = opt_i64(&opts[1], 1, PROTO_MAX_BATCH_DEFAULT * 100, &batch)))
+	int events = opts[5].val != NULL;
+	if (events) {
+		if (npos < 1 || npos > 2)
+			return usage("load TABLE --events [FILE.ndjson | -]");
+		for (int i = 0; i < 5; i++)
+			if (opts[i].val)
+				return usage("%s is for CSV files, not --events",
+					     opts[i].name);
+	} else if (npos != 2) {
+		return usage("load TABLE FILE.csv [--schema FILE | --create] "
+			     "(or load TABLE --events FILE)");
+	}
+	if (opts[0].val && opts[1].val)
+		return usage("--key COL or --key-rownum, not both");
+	struct csv_args a = { opts[0].val, opts[2].val, NULL, opts[1].val != NULL,
+			      opts[3].val != NULL };
+	const char *sep = opts[4].val;
+	if (sep) {
+		if (!strcmp(sep, "\\t") || !strcmp(sep, "tab"))
+			sep = "\t";
+		if (strlen(sep) != 1 || strchr("\"\r\n", sep[0]))
+			return usage("--sep %s: one character (not a quote or a newline), "
+				     "or tab", opts[4].val);
+		a.sep = sep;
+	}
+	int64_t batch = 1000, depth = 4;
+	if ((rc = opt_i64(&opts[6], 1, PROTO_MAX_BATCH_DEFAULT * 100, &batch)) ||
+	    (rc = opt_i64(&opts[7], 1, LOAD_DEPTH_MAX, &depth)))
 		return rc;
-	struct loader ld;
-	memset(&ld, 0, sizeof ld);
-	ld.table = pos[0];
-	ld.file = pos[1];
-	ld.skip_bad = opts[2].val != NULL;
+
+	struct loader *ld = calloc(1, sizeof *ld);
+	if (!ld)
+		return failf(EXIT_FAIL, "out of memory");
+	ld->table = pos[0];
+	const char *path = npos == 2 ? pos[1] : "-";
+	ld->file = strcmp(path, "-") == 0 ? "stdin" : path;
+	ld->events = events;
+	ld->skip_bad = opts[8].val != NULL;
+	ld->tty = isatty(2);
 	cohort_client_info info;
 	cohort_client_info_get(cl, &info);
-	ld.batch_max = (size_t)batch;
-	if (info.max_batch && ld.batch_max > info.max_batch)
-		ld.batch_max = info.max_batch;
-	ld.batch_bytes_max = info.max_frame ? info.max_frame / 2 : (8u << 20);
-
-	if ((rc = cohort_client_describe(cl, ld.table, &ld.t)) < 0)
-		return fail(rc);
-	struct csv c;
-	memset(&c, 0, sizeof c);
-	c.in = strcmp(ld.file, "-") == 0 ? stdin : fopen(ld.file, "r");
-	if (!c.in)
-		return failf(EXIT_FAIL, "%s: %s", ld.file, strerror(errno));
-	int *colmap = NULL;
-	size_t key_field = 0, nhead = 0;
-	double t0 = now_s();
-	long line;
-	long nf = csv_read(&c, &line);
-	if (nf <= 0) {
-		rc = failf(EXIT_FAIL, "%s: %s", ld.file,
-			   nf == 0 ? "empty file: a header line is expected"
-				   : "the header has an unterminated quote");
-		goto out;
-	}
-	nhead = (size_t)nf;
-	colmap = calloc(nhead, sizeof *colmap);
-	ld.rows = calloc(ld.batch_max, sizeof *ld.rows);
-	ld.crow = calloc(ld.batch_max, sizeof *ld.crow);
-	ld.status = calloc(ld.batch_max, sizeof *ld.status);
-	if (!colmap || !ld.rows || !ld.crow || !ld.status) {
+	ld->batch_max = (size_t)batch;
+	if (info.max_batch && ld->batch_max > info.max_batch)
+		ld->batch_max = info.max_batch;
+	ld->batch_bytes_max = info.max_frame ? info.max_frame / 2 : (4u << 20);
+	ld->depth = (size_t)depth;
+	ld->rows = calloc(ld->batch_max, events ? sizeof(proto_event_row)
+						: sizeof(proto_put_row));
+	ld->status = calloc(ld->batch_max, sizeof *ld->status);
+	int oom = !ld->rows || !ld->status;
+	for (size_t i = 0; i <= ld->depth && !oom; i++)
+		oom = !(ld->slots[i].lines = calloc(ld->batch_max, sizeof(long)));
+	if (oom) {
 		rc = failf(EXIT_FAIL, "out of memory");
 		goto out;
 	}
-	int have_key = 0;
-	for (size_t i = 0; i < nhead; i++) {
-		const char *h = csv_f(&c, i);
-		if (opts[0].val ? strcmp(h, opts[0].val) == 0 : i == 0) {
-			key_field = i;
-			have_key = 1;
-			colmap[i] = -1;
-			continue;
-		}
-		colmap[i] = -1;
-		for (size_t j = 0; j < ld.t->ncols; j++)
-			if (strcmp(ld.t->cols[j].name, h) == 0)
-				colmap[i] = (int)j;
-		if (colmap[i] < 0) {
-			rc = failf(EXIT_FAIL, "%s:%ld: column '%s' is not in table '%s'",
-				   ld.file, line, h, ld.table);
-			goto out;
-		}
-	}
-	if (!have_key) {
-		rc = failf(EXIT_USAGE, "%s: no column '%s' for the key in the header",
-			   ld.file, opts[0].val);
+	if ((rc = src_open(&ld->src, path)) < 0) {
+		rc = failf(EXIT_FAIL, "%s: %s", ld->file, strerror(-rc));
 		goto out;
 	}
-	for (;;) {
-		nf = csv_read(&c, &line);
-		if (nf == 0)
-			break;
-		char why[1200];
-		if (nf == -2) {
-			rc = failf(EXIT_FAIL, "out of memory");
-			goto out;
-		}
-		int bad = 0;
-		if (nf == -1) {
-			snprintf(why, sizeof why, "a quote is left open");
-			bad = 1;
-		} else if (nf == 1 && c.rec[0] == 0) {
-			continue;  /* an empty line */
-		} else if ((size_t)nf != nhead) {
-			snprintf(why, sizeof why, "%ld fields where the header has %zu", nf,
-				 nhead);
-			bad = 1;
-		} else if (load_row(&ld, &c, line, colmap, key_field, why,
-				    sizeof why) < 0) {
-			bad = 1;
-		}
-		if (bad) {
-			if (!ld.skip_bad) {
-				/* the good lines before it are loaded */
-				int code = load_flush(&ld);
-				fprintf(stderr, "%s: %s:%ld: %s\n", prog, ld.file, line, why);
-				fprintf(stderr, "%s: load stopped (--skip-bad skips bad "
-					"lines)\n", prog);
-				rc = code ? code : EXIT_FAIL;
-				goto out;
-			}
-			bad_line(&ld, line, why);
-			if (nf == -1)
-				break;
-			continue;
-		}
-		if (ld.n == ld.batch_max || ld.bytes >= ld.batch_bytes_max) {
-			if ((rc = load_flush(&ld)))
-				goto out;
-		}
-	}
-	if ((rc = load_flush(&ld)))
-		goto out;
-	if (ferror(c.in)) {
-		rc = failf(EXIT_FAIL, "%s: read error", ld.file);
-		goto out;
-	}
-	double secs = now_s() - t0;
-	if (json)
-		printf("{\"loaded\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"seconds\":%.3f}\n",
-		       ld.loaded, ld.bad, secs);
-	else
-		printf("loaded %" PRIu64 " rows into %s in %.3f s%s", ld.loaded,
-		       ld.table, secs, ld.bad ? "" : "\n");
-	if (!json && ld.bad)
-		printf(" (%" PRIu64 " bad lines skipped)\n", ld.bad);
-	rc = EXIT_OK;
+	if (src_fill(&ld->src) && ld->src.len - ld->src.pos >= 3 &&
+	    memcmp(ld->src.buf + ld->src.pos, "\xef\xbb\xbf", 3) == 0)
+		ld->src.pos += 3;       /* a UTF-8 byte order mark */
+	rc = events ? load_events(ld) : load_csv(ld, &a);
 out:
-	if (rc != EXIT_OK)
-		fprintf(stderr, "%s: %" PRIu64 " rows were loaded before the error\n",
-			prog, ld.loaded);
-	for (size_t i = 0; i < ld.n; i++)
-		pending_free(&ld.rows[i]);
-	free(ld.rows);
-	free(ld.crow);
-	free(ld.status);
-	free(colmap);
-	free(c.rec);
-	free(c.foff);
-	if (c.in && c.in != stdin)
-		fclose(c.in);
+	src_close(&ld->src);
+	for (size_t i = 0; i <= LOAD_DEPTH_MAX; i++)
+		free(ld->slots[i].lines);
+	free(ld->rows);
+	free(ld->status);
+	free(ld->ups);
+	proto_arena_free(&ld->arena);
+	free(ld);
 	return rc;
 }
 

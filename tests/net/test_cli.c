@@ -3,8 +3,11 @@
  * as a child process against a real cohortd (srvutil.h): its readable and
  * --json output (JSON checked by Python's json module), its exit codes
  * (0 ok, 1 operation failed, 2 usage, 3 not found, 4 connection or auth),
- * --help, --where, and `load` of a CSV file with a bad line, with and
- * without --skip-bad.
+ * --help, --where, and `load`: CSV files (types inferred or from a schema
+ * file, separators, RFC 4180 quoting, bad lines with and without
+ * --skip-bad, exact line numbers), newline-delimited JSON events, the
+ * --json summary, and the real bank-marketing file when ../shared/data
+ * has it.
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -155,6 +158,12 @@ Test(cli, help_documents_commands_and_exit_codes)
 	cr_assert(strstr(out, "usage: cohort get"), "%s", out);
 	cr_assert_eq(cli(NULL, "help", "load", NULL), 0);
 	cr_assert(strstr(out, "--skip-bad"));
+	cr_assert(strstr(out, "--schema SCHEMA"), "%s", out);
+	cr_assert(strstr(out, "--events"), "%s", out);
+	cr_assert_eq(cli(NULL, "load", "--help", NULL), 0);
+	cr_assert(strstr(out, "--key-rownum"), "%s", out);
+	cr_assert_eq(cli(NULL, "--help", NULL), 0);
+	cr_assert(strstr(out, "load TABLE --events"), "%s", out);
 	cr_assert_eq(cli(NULL, NULL), 2);
 	cr_assert_eq(cli(NULL, "frobnicate", NULL), 2);
 	cr_assert(strstr(err, "frobnicate"));
@@ -351,14 +360,14 @@ Test(cli, load_skip_bad_counts_them)
 	cr_assert_eq(cli(admin_tok, "load", "users", csv, "--skip-bad", NULL), 0,
 		     "%s", err);
 	cr_assert(strstr(out, "loaded 4 rows"), "%s", out);
-	cr_assert(strstr(out, "1 bad lines skipped"), "%s", out);
+	cr_assert(strstr(out, "1 bad line skipped"), "%s", out);
 	cr_assert(strstr(err, "data.csv:4:"), "%s", err);
 	/* a row the server refuses is a bad line too (infinite counter),
 	 * and so is a short one; batches of 2 */
 	write_file(csv, "key,clicks\nz1,1\nz2,1e999\nz3,2\nz4\nz5,3\n", 0600);
 	cr_assert_eq(cli(admin_tok, "--json", "load", "users", csv, "--key",
 			 "key", "--batch", "2", "--skip-bad", NULL), 0, "%s", err);
-	cr_assert_str_eq(json_eval("(d['loaded'], d['bad'])"), "(3, 2)");
+	cr_assert_str_eq(json_eval("(d['loaded'], d['skipped'])"), "(3, 2)");
 	cr_assert_eq(cli(admin_tok, "count", "users", NULL), 0);
 	cr_assert_str_eq(out, "7\n");
 	cr_assert_eq(cli(admin_tok, "load", "users", csv, "--key", "key", NULL),
@@ -452,4 +461,250 @@ Test(cli, describe_tables_stats_as_json)
 	cr_assert(strstr(err, "memory"), "%s", err);
 	cr_assert_eq(cli(admin_tok, "create", "users", "x:i32", NULL), 1);
 	cr_assert_eq(cli(admin_tok, "create", "t2", "x:int", NULL), 2);
+}
+
+/* A file in the test's directory with text; its path. */
+static const char *data_file(const char *name, const char *text)
+{
+	static char path[4][160];
+	static int k;
+	char *p = path[k++ % 4];
+	snprintf(p, sizeof path[0], "%s/%s", server.dir, name);
+	write_file(p, text, 0600);
+	return p;
+}
+
+Test(cli, load_create_infers_and_prints_types)
+{
+	const char *csv = data_file("t.csv",
+		"id,small,big,real,flag,name,empty,code\n"
+		"a,1,3000000000,1.5,true,x,,007\n"
+		"b,-2147483648,-5,2,FALSE,\"y, z\",,1\n"
+		"c,,7,-0.25e2,yes,,,2\n"
+		"d,2147483647,,3,no,w,,3\n");
+	/* no table and no --create: exit 3, saying what would make one */
+	cr_assert_eq(cli(admin_tok, "load", "t", csv, NULL), 3);
+	cr_assert(strstr(err, "--create"), "%s", err);
+	cr_assert_eq(cli(admin_tok, "load", "t", csv, "--create", NULL), 0, "%s",
+		     err);
+	/* printed as a schema file would say it */
+	cr_assert(strstr(out, "# key: id\n"), "%s", out);
+	cr_assert(strstr(out, "\nsmall:i32\n"), "%s", out);
+	cr_assert(strstr(out, "\nbig:i64\n"), "%s", out);
+	cr_assert(strstr(out, "\nreal:f64\n"), "%s", out);
+	cr_assert(strstr(out, "\nflag:bool\n"), "%s", out);
+	cr_assert(strstr(out, "\nname:cat\n"), "%s", out);
+	cr_assert(strstr(out, "\nempty:cat "), "%s", out);
+	cr_assert(strstr(out, "\ncode:cat\n"), "%s", out);
+	cr_assert(strstr(out, "loaded 4 rows into t"), "%s", out);
+	/* not a terminal: no progress line */
+	cr_assert(!strchr(err, '\r'), "%s", err);
+	cr_assert_eq(cli(admin_tok, "--json", "describe", "t", NULL), 0);
+	cr_assert_str_eq(json_eval("' '.join(c['name'] + ':' + c['type'] for c in "
+				   "d['columns'])"),
+			 "small:i32 big:i64 real:f64 flag:bool name:cat empty:cat "
+			 "code:cat");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "t", "b", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("[d['values'][c] for c in ('small', 'big', "
+				   "'real', 'flag', 'name', 'empty', 'code')]"),
+			 "[-2147483648, -5, 2, False, 'y, z', None, '1']");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "t", "c", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("(d['values']['small'], d['values']['real'], "
+				   "d['values']['flag'], d['values']['name'])"),
+			 "(None, -25, True, None)");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "t", "a", "big", "code", NULL),
+		     0);
+	cr_assert_str_eq(json_eval("(d['values']['big'], d['values']['code'])"),
+			 "(3000000000, '007')");
+
+	/* loading again converts per the existing columns: 1.5 is no i32 */
+	const char *bad = data_file("bad.csv", "id,small\ne,1.5\n");
+	cr_assert_eq(cli(admin_tok, "load", "t", bad, "--create", NULL), 1);
+	cr_assert(strstr(err, "bad.csv:2: column 'small' is i32"), "%s", err);
+	/* --json: the summary with the columns made; row numbers as keys */
+	cr_assert_eq(cli(admin_tok, "--json", "load", "t2", csv, "--create",
+			 "--key-rownum", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("(d['loaded'], d['skipped'], d['created']['key'],"
+				   " d['created']['columns'][0])"),
+			 "(4, 0, None, {'name': 'id', 'type': 'cat'})");
+	cr_assert_str_eq(json_eval("d['seconds'] >= 0 and d['rows_per_s'] > 0"),
+			 "True");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "t2", "3", "id", NULL), 0);
+	cr_assert_str_eq(json_eval("d['values']['id']"), "c");
+	/* --key names the key column */
+	cr_assert_eq(cli(admin_tok, "load", "t3", csv, "--create", "--key", "name",
+			 NULL), 1);
+	cr_assert(strstr(err, "t.csv:4: the key (field 6) must be 1 to 255 bytes"),
+		  "%s", err);
+	cr_assert_eq(cli(admin_tok, "load", "t4", csv, "--create", "--key", "nope",
+			 NULL), 2);
+	cr_assert(strstr(err, "nope"), "%s", err);
+}
+
+Test(cli, load_schema_file)
+{
+	const char *schema = data_file("s.schema",
+		"# columns of u\n"
+		"age:i32\n"
+		"  city:cat   emb:vec:2   # as `cohort create` takes them\n"
+		"\n"
+		"spend:decay:86400000\n");
+	const char *csv = data_file("u.csv",
+		"id,age,city,emb\n"
+		"k1,41,faro,\"0.5,1\"\n");
+	cr_assert_eq(cli(admin_tok, "load", "u", csv, "--schema", schema, NULL), 0,
+		     "%s", err);
+	cr_assert(strstr(out, "from "), "%s", out);
+	cr_assert_eq(cli(admin_tok, "--json", "describe", "u", NULL), 0);
+	cr_assert_str_eq(json_eval("[(c['name'], c['type'], c['dim'], "
+				   "c['half_life_ms']) for c in d['columns']]"),
+			 "[('age', 'i32', 0, 0), ('city', 'cat', 0, 0), "
+			 "('emb', 'vec', 2, 0), ('spend', 'decay', 0, 86400000)]");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "u", "k1", NULL), 0);
+	cr_assert_str_eq(json_eval("(d['values']['age'], d['values']['emb'])"),
+			 "(41, [0.5, 1])");
+	/* the same schema on the existing table is fine; another type is not */
+	cr_assert_eq(cli(admin_tok, "load", "u", csv, "--schema", schema, NULL), 0,
+		     "%s", err);
+	const char *other = data_file("o.schema", "age:i64\ncity:cat\n");
+	cr_assert_eq(cli(admin_tok, "load", "u", csv, "--schema", other, NULL), 1);
+	cr_assert(strstr(err, "o.schema:1: table 'u' exists with column 'age' of "
+			 "type i32, not age:i64"), "%s", err);
+	/* errors in the schema name its line */
+	const char *broken = data_file("b.schema", "a:i32\n\nb:int\n");
+	cr_assert_eq(cli(admin_tok, "load", "v", csv, "--schema", broken, NULL), 1);
+	cr_assert(strstr(err, "b.schema:3: column 'b': bad type 'int'"), "%s", err);
+	/* a header column the schema lacks: nothing is created */
+	const char *partial = data_file("p.schema", "age:i32\n");
+	cr_assert_eq(cli(admin_tok, "load", "v", csv, "--schema", partial, NULL), 1);
+	cr_assert(strstr(err, "u.csv:1: column 'city' is not in the schema"), "%s",
+		  err);
+	cr_assert_eq(cli(admin_tok, "describe", "v", NULL), 3);
+}
+
+Test(cli, load_semicolons_and_quoted_fields)
+{
+	/* a quoted field spans lines 3-4: the bad line after it is line 6 */
+	const char *csv = data_file("q.csv",
+		"\"id\";\"n\";\"text\"\r\n"
+		"q1;1;\"a;b, c\"\r\n"
+		"q2;2;\"two\n"
+		"lines \"\"quoted\"\"\"\r\n"
+		"q3;3;plain\r\n"
+		"q4;4\r\n"
+		"q5;5;\"x\"y\r\n"
+		"q6;6;\"never closed\n");
+	cr_assert_eq(cli(admin_tok, "--json", "load", "q", csv, "--create",
+			 "--skip-bad", NULL), 0, "%s", err);
+	cr_assert(strstr(err, "q.csv:6: wrong number of fields: 2 where the header "
+			 "has 3 (skipped)"), "%s", err);
+	cr_assert(strstr(err, "q.csv:7: field 3: text after its closing quote"),
+		  "%s", err);
+	cr_assert(strstr(err, "q.csv:8: field 3: the quote opened on this line is "
+			 "never closed"), "%s", err);
+	cr_assert_str_eq(json_eval("(d['loaded'], d['skipped'])"), "(3, 3)");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "q", "q1", NULL), 0);
+	cr_assert_str_eq(json_eval("(d['values']['n'], d['values']['text'])"),
+			 "(1, 'a;b, c')");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "q", "q2", "text", NULL), 0);
+	cr_assert_str_eq(json_eval("repr(d['values']['text'])"),
+			 "'two\\nlines \"quoted\"'");
+	/* without --skip-bad: line 6 stops it, the three before are in */
+	cr_assert_eq(cli(admin_tok, "load", "q", csv, NULL), 1);
+	cr_assert(strstr(err, "q.csv:6: wrong number of fields"), "%s", err);
+	cr_assert(strstr(err, "3 rows loaded"), "%s", err);
+	/* --sep overrides the guess: with ',' the quoted "id" runs into ;"n" */
+	cr_assert_eq(cli(admin_tok, "load", "q", csv, "--sep", ",", NULL), 1);
+	cr_assert(strstr(err, "q.csv:1: the header: field 1: text after its "
+			 "closing quote"), "%s", err);
+	cr_assert_eq(cli(admin_tok, "load", "q", csv, "--sep", "ab", NULL), 2);
+}
+
+Test(cli, load_events_ndjson)
+{
+	make_users();
+	const char *ev = data_file("e.ndjson",
+		"{\"key\": \"c1\", \"time\": 1700000000000, \"add\": {\"clicks\": 2},"
+		" \"set\": {\"city\": \"faro\", \"age\": 30}}\n"
+		"\n"
+		"{\"key\":\"c1\",\"observe\":{\"clicks\":3}}\n"
+		"{\"key\":\"c2\",\"set\":{\"emb\":[1,2.5,-3],\"city\":\"caf\\u00e9\","
+		"\"score\":null}}\n"
+		"{\"key\":\"c3\",\"add\":{\"clicks\":1},}\n"
+		"{\"key\":\"c4\",\"add\":{\"nope\":1}}\n"
+		"{\"key\":\"c5\",\"set\":{\"age\":1.5}}\n"
+		"{\"key\":\"c6\",\"add\":{\"clicks\":1e999}}\n"
+		"{\"key\":\"c7\",\"add\":{\"city\":\"x\"}}\n"
+		"{\"key\":\"c8\",\"add\":{\"clicks\":1}}\n");
+	/* the first bad line stops it: line 5, column 32 (the trailing comma) */
+	cr_assert_eq(cli(admin_tok, "load", "users", "--events", ev, NULL), 1);
+	cr_assert(strstr(err, "e.ndjson:5: bad JSON at column 32"), "%s", err);
+	cr_assert(strstr(err, "3 rows loaded"), "%s", err);
+	cr_assert_eq(cli(admin_tok, "--json", "get", "users", "c1", NULL), 0, "%s",
+		     err);
+	cr_assert_str_eq(json_eval("(d['values']['clicks'], d['values']['city'], "
+				   "d['values']['age'])"), "(5, 'faro', 30)");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "users", "c2", NULL), 0);
+	cr_assert_str_eq(json_eval("(d['values']['emb'], d['values']['city'])"),
+			 "([1, 2.5, -3], 'café')");
+	/* --skip-bad: every bad line counted, c8 is in; stdin */
+	char bin[512], port[16], cmd[1200];
+	const char *dir = getenv("COHORT_BIN");
+	snprintf(bin, sizeof bin, "%s/cohort", dir && *dir ? dir : "build");
+	snprintf(port, sizeof port, "%d", server.port);
+	snprintf(cmd, sizeof cmd, "%s --port %s --token-file %s --json load users "
+		 "--events - --skip-bad < %s", bin, port, admin_tok, ev);
+	const char *argv[] = { "sh", "-c", cmd, NULL };
+	cr_assert_eq(run(argv), 0, "%s", err);
+	memcpy(cli_out, out, sizeof out);
+	cr_assert(strstr(err, "stdin:5: bad JSON at column 32"), "%s", err);
+	cr_assert(strstr(err, "stdin:6: unknown column 'nope'"), "%s", err);
+	cr_assert(strstr(err, "stdin:7: column 'age' is i32: 1.5 is not a whole "
+			 "number"), "%s", err);
+	cr_assert(strstr(err, "stdin:8: column 'clicks': 1e999 is out of range"),
+		  "%s", err);
+	cr_assert(strstr(err, "stdin:9: the server refused the row"), "%s", err);
+	cr_assert_str_eq(json_eval("(d['loaded'], d['skipped'])"), "(4, 5)");
+	cr_assert_eq(cli(admin_tok, "--json", "get", "users", "c8", "clicks", NULL),
+		     0);
+	cr_assert_str_eq(json_eval("d['values']['clicks']"), "1");
+	/* CSV options are refused with --events; the table must exist */
+	cr_assert_eq(cli(admin_tok, "load", "users", "--events", ev, "--create",
+			 NULL), 2);
+	cr_assert_eq(cli(admin_tok, "load", "ghosts", "--events", ev, NULL), 3);
+}
+
+Test(cli, load_real_bank_csv, .timeout = 60)
+{
+	const char *path = "../shared/data/bank-marketing/bank.csv";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		cr_skip_test("%s is not there (run from the repository root with "
+			     "../shared/data present): the real-data load is not "
+			     "tested", path);
+	/* the rows: lines after the header (the file quotes no newlines) */
+	long lines = 0;
+	int ch, last = '\n';
+	while ((ch = getc(f)) != EOF) {
+		lines += ch == '\n';
+		last = ch;
+	}
+	fclose(f);
+	lines += last != '\n';
+	char want[32];
+	snprintf(want, sizeof want, "%ld", lines - 1);
+	cr_assert_eq(cli(admin_tok, "--json", "load", "bank", path, "--create",
+			 "--key-rownum", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("d['loaded']"), want);
+	cr_assert_str_eq(json_eval("[c['type'] for c in d['created']['columns'] if "
+				   "c['name'] in ('age', 'job', 'balance', 'y')]"),
+			 "['i32', 'cat', 'i32', 'bool']");
+	cr_log_info("bank.csv: %s rows at %s rows/s", want, json_eval("d['rows_per_s']"));
+	cr_assert_eq(cli(admin_tok, "count", "bank", NULL), 0);
+	cr_assert_eq(atol(out), lines - 1, "%s", out);
+	/* the first row: 58;"management";"married";"tertiary";"no";2143;... */
+	cr_assert_eq(cli(admin_tok, "--json", "get", "bank", "1", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("[d['values'][c] for c in ('age', 'job', "
+				   "'balance', 'housing', 'y')]"),
+			 "[58, 'management', 2143, True, False]");
 }
