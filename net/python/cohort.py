@@ -45,7 +45,9 @@ import datetime
 import operator
 import re
 import select
+import os
 import socket
+import stat
 import struct
 import time as _time
 
@@ -987,8 +989,16 @@ class Subscription:
 def _read_token_file(path):
     """The token in path: its first line that is not blank or a comment;
     a "<role> <token>" line (the server's token file format) gives its
-    token."""
+    token. Like the C client, it refuses a file that others than its
+    owner may read or write (the token is a secret: chmod 600 it)."""
     with open(path, "r", encoding="utf-8") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _err("EINVAL", "token file %s is not a regular file" % path)
+        if st.st_mode & 0o077:
+            raise _err("EINVAL", "token file %s is readable by others "
+                       "(mode %03o): chmod 600 it"
+                       % (path, st.st_mode & 0o777))
         for line in f:
             line = line.strip()
             if not line or line.startswith("#"):

@@ -384,6 +384,11 @@ class ServerTest(unittest.TestCase):
         path = os.path.join(self.tmp, "mytoken")
         with open(path, "w") as f:
             f.write("# mine\n%s\n" % TOKENS["write"])
+        os.chmod(path, 0o644)
+        with self.assertRaises(CohortError) as cm:
+            cohort.Client("127.0.0.1", self.port, token_file=path)
+        self.assertIn("chmod 600", cm.exception.message)
+        os.chmod(path, 0o600)
         with cohort.Client("127.0.0.1", self.port, token_file=path) as c:
             self.assertEqual(c.role, "write")
 
