@@ -2,7 +2,8 @@
 # benchmarks.
 #
 #   make            build libcohort.a and the programs into build/
-#   make run        build and run the demo on ../shared/data
+#   make run        build, then serve the real data (../shared/data) with
+#                   cohortd on loopback (cohort-run: ./var, Ctrl-C stops)
 #   make test       build and run every test, then again under ASan + UBSan
 #   make bench      build and run cohort-bench
 #
@@ -102,7 +103,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/index/crc32c_hw.o \
 	$(foreach t,$(SIMD_TARGETS),$(KERNELS:%.c=$(BUILD)/%.$(t).o))
 LIB     := $(BUILD)/libcohort.a
 
-DEMO    := $(BUILD)/cohort-demo
+RUN     := $(BUILD)/cohort-run
 BENCH   := $(BUILD)/cohort-bench
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_CXX := $(wildcard bench/*.cc)
@@ -110,8 +111,12 @@ TESTS   := $(BUILD)/cohort-tests
 TEST_SRC := $(filter-out tests/tsan/% tests/fuzz/%,$(wildcard tests/*/*.c))
 # ThreadSanitizer drivers: plain programs (Criterion cannot run under it)
 TSAN_BIN := $(patsubst tests/tsan/%.c,$(BUILD)/tsan-%,$(wildcard tests/tsan/*.c))
-PROGRAMS := $(DEMO) $(BENCH) $(if $(wildcard net/cohortd.c),$(COHORTD)) \
+PROGRAMS := $(RUN) $(BENCH) $(if $(wildcard net/cohortd.c),$(COHORTD)) \
 	$(if $(wildcard net/cli.c),$(CLI))
+# The documentation's C examples (docs/examples/*.c), built as the docs
+# say: against libcohort-client.a, or libcohort.a for the embedded ones;
+# tests/net/test_examples.c runs them against a real cohortd.
+EXAMPLES := $(patsubst docs/examples/%.c,$(BUILD)/examples/%,$(wildcard docs/examples/*.c))
 # libFuzzer targets (clang): tests/fuzz/<name>.c, corpus in
 # tests/fuzz/corpus/<name>/
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-%,$(wildcard tests/fuzz/*.c))
@@ -119,7 +124,7 @@ FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-%,$(wildcard tests/fuzz/*.c)
 .PHONY: all deps run test check tsan bench clean fuzz fuzz-replay
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(CLIENT_LIB) $(PROGRAMS)
+all: $(LIB) $(CLIENT_LIB) $(PROGRAMS) $(EXAMPLES)
 
 # ---- dependencies --------------------------------------------------------
 deps: $(DEPS_STAMP)
@@ -173,9 +178,10 @@ $(CLI): $(BUILD)/net/cli.o $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ -lm -o $@
 
-$(DEMO): $(BUILD)/store/demo.o $(LIB)
+# cohort-run: a client program (libcohort-client only) that starts cohortd
+$(RUN): $(BUILD)/net/run.o $(BUILD)/net/run_load.o $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ -lm -o $@
 
 # linked by the C++ driver for the shims' C++ runtime; -lz reads the
 # gzip'd data sets of the ann suite
@@ -183,17 +189,23 @@ $(BENCH): $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BENCH_CXX:%.cc=$(BUILD)/%.o) $(LIB) $(
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lz -o $@
 
+$(BUILD)/examples/%: docs/examples/%.c $(LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLIENT_LIB) $(LIB) $(LDLIBS) -o $@
+
 $(TESTS): $(TEST_SRC:%.c=$(BUILD)/%.o) $(SERVER_OBJ) $(LIB) $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ -lcriterion $(LDLIBS) -o $@
 
 # ---- run, test, bench ----------------------------------------------------
-run: $(DEMO)
-	$(DEMO) ../shared/data/bank-marketing/bank.csv
+# cohortd on ./var, loaded from ../shared/data on first start; Ctrl-C stops
+run: $(RUN) $(COHORTD)
+	$(RUN)
 
 # check: the tests of one build; test: the normal build, then sanitizers.
 # integration tests start $(COHORTD) and run $(CLI): COHORT_BIN says where
-check: $(TESTS) $(PROGRAMS)
+check: $(TESTS) $(PROGRAMS) $(EXAMPLES)
 	COHORT_BIN=$(BUILD) $(TESTS) --jobs 2
 	COHORT_BIN=$(BUILD) /usr/bin/python3 net/python/test_cohort.py
 
