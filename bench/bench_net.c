@@ -2485,7 +2485,10 @@ int bench_net(bench_ctx *ctx)
 	net_env e;
 	memset(&e, 0, sizeof e);
 	e.ctx = ctx;
-	if (!cohortd_path(e.cohortd, sizeof e.cohortd))
+	const char *alt = getenv("COHORT_BENCH_COHORTD"); /* A/B: another build */
+	if (alt && *alt)
+		snprintf(e.cohortd, sizeof e.cohortd, "%s", alt);
+	else if (!cohortd_path(e.cohortd, sizeof e.cohortd))
 		return fail("no cohortd next to cohort-bench (%s): build it "
 			    "with `make`", e.cohortd);
 	if (!path_exec("redis-server", e.redis, sizeof e.redis))

@@ -54,6 +54,7 @@ typedef struct settings {
 	char *metrics;
 	char *port_file;
 	bool no_uring;
+	bool salvage;
 	uint64_t snapshot_log_bytes;
 } settings;
 
@@ -73,7 +74,8 @@ static const char usage_text[] =
 "  --memory                 keep the database in memory only (no --dir)\n"
 "  --fsync POLICY           always | interval | none (default interval)\n"
 "  --fsync-interval-ms N    sync period of the interval policy (default 10)\n"
-"  --threads N              event-loop threads (default: the number of cores)\n"
+"  --threads N              event-loop threads (default: the number of cores\n"
+"                           minus one, at least one)\n"
 "  --token-file PATH        tokens, one \"<role> <token>\" per line, role read,\n"
 "                           write or admin; the file must be mode 0600 or stricter\n"
 "  --no-auth                serve without tokens (every client is admin)\n"
@@ -92,20 +94,31 @@ static const char usage_text[] =
 "                           io_uring works\n"
 "  --snapshot-log-bytes N   snapshot automatically after N bytes of log (default\n"
 "                           0: only on SNAPSHOT requests and at stop)\n"
+"  --salvage                open what is intact past damage in the log or a\n"
+"                           snapshot (what was lost is logged, and the damaged\n"
+"                           file kept as *.damaged) instead of refusing to start\n"
 "  --help                   this text\n"
 "  --version                the version\n"
 "\n"
 "SIGTERM or SIGINT: stop accepting, answer the requests in flight, sync,\n"
-"snapshot, exit 0. Exit status: 0 clean stop, 1 failure, 2 usage error.\n";
+"snapshot, exit 0. SIGHUP is logged and ignored (tokens and settings are\n"
+"read at start: restart to change them). Exit status: 0 clean stop,\n"
+"1 failure, 2 usage error.\n";
 
 static void usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
+
+/* "FILE line N" while a config file's line is applied, so that a bad
+ * value there is reported with its place */
+static const char *config_where;
 
 static void usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	fprintf(stderr, "cohortd: ");
+	if (config_where)
+		fprintf(stderr, "%s: ", config_where);
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n(cohortd --help lists the options)\n");
 	va_end(ap);
@@ -164,7 +177,7 @@ static bool parse_bool(const char *key, const char *v)
 static bool is_switch(const char *key)
 {
 	return !strcmp(key, "memory") || !strcmp(key, "no-auth") ||
-	       !strcmp(key, "no-uring");
+	       !strcmp(key, "no-uring") || !strcmp(key, "salvage");
 }
 
 static bool is_key(const char *key)
@@ -190,6 +203,8 @@ static bool apply(settings *st, const char *key, const char *v)
 			st->memory = on;
 		else if (!strcmp(key, "no-auth"))
 			st->no_auth = on;
+		else if (!strcmp(key, "salvage"))
+			st->salvage = on;
 		else
 			st->no_uring = on;
 		return true;
@@ -279,8 +294,11 @@ static void load_config(settings *st, const char *path)
 				    where, key);
 		if (!*val)
 			usage_error("%s: '%s' has no value", where, key);
-		if (!apply(st, key, val))
+		if (!is_key(key))
 			usage_error("%s: unknown key '%s'", where, key);
+		config_where = where;
+		apply(st, key, val);
+		config_where = NULL;
 	}
 	fclose(f);
 }
@@ -421,6 +439,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -449,6 +468,7 @@ int main(int argc, char **argv)
 	opts.fsync_interval_ms = st.fsync_interval_ms;
 	opts.snapshot_log_bytes = st.snapshot_log_bytes;
 	opts.no_uring = st.no_uring;
+	opts.salvage = st.salvage;
 	cohort_db *db = NULL;
 	const char *dir = st.memory ? NULL : st.dir;
 	int rc = cohort_open(dir, &opts, &db);
@@ -541,8 +561,14 @@ int main(int argc, char **argv)
 		}
 	}
 	int sig = 0;
-	while (sigwait(&sigs, &sig) != 0)
-		;
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			break;
+		server_log("SIGHUP ignored: tokens and settings are read at "
+			   "start; restart cohortd to change them");
+	}
 	server_log("%s received: stopping (no new connections; answering "
 		   "the requests in flight)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_stop(srv);
@@ -550,6 +576,15 @@ int main(int argc, char **argv)
 	status = rc ? 1 : 0;
 	server_log("connections closed; closing the database%s",
 		   dir ? " (sync and snapshot)" : "");
+	/* a snapshot at stop: the next start loads it instead of replaying
+	 * the whole log, and older log segments are dropped */
+	if (dir && status == 0) {
+		rc = cohort_snapshot(db);
+		if (rc)
+			server_log("snapshot at stop failed: %s (%s); the log "
+				   "still holds everything acknowledged",
+				   cohort_strerror(rc), cohort_errdetail());
+	}
 out:
 	metrics_http_stop(mh);
 	server_free(srv);

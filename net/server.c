@@ -1,15 +1,15 @@
 /*
  * server.c -- cohortd's event loops (server.h), over io_uring or epoll.
  *
- * Listening: every loop has its own listening socket bound to the same
- * address with SO_REUSEPORT (the first bind picks the port when asked for
- * port 0; the others bind to it). The kernel spreads new connections over
- * the sockets by a hash of the peer, so loops never contend for an accept
- * queue, no loop is woken for a connection another takes, and the epoll
- * path works the same way as io_uring (a shared socket with multishot
- * accept would need 5.19 and wakes every ring for each connection). The
- * cost: a connection waiting in the queue of a loop that is busy (in a
- * group commit, say) is not taken over by an idle one.
+ * Listening: one listening socket, bound without SO_REUSEPORT, and every
+ * loop accepts on its own descriptor of it (dup). SO_REUSEPORT (one socket
+ * per loop) would avoid the shared accept queue, but it also lets any
+ * other process of the same user bind the same address, and the kernel
+ * would then quietly send half the connections to another server and its
+ * database. With one socket a second cohortd fails with "address in use".
+ * Whichever loop is free takes the next connection (each ring has one
+ * accept posted; on epoll the socket is registered EPOLLEXCLUSIVE, so one
+ * loop is woken per connection).
  *
  * A connection (sconn) lives on one loop. Its state machine is conn.c's;
  * this file moves bytes and keeps these invariants:
@@ -58,6 +58,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +112,8 @@ typedef struct loop {
 	bool uring;
 	struct io_uring ring;
 	bool ring_ok;
+	bool ring_disabled;        /* created R_DISABLED: enable in the thread */
+	bool poll_first;           /* recv may carry IORING_RECVSEND_POLL_FIRST */
 	int epfd;
 	uint64_t wake_buf;
 	bool accept_busy, wake_busy;
@@ -135,6 +138,7 @@ struct server {
 	loop *loops;
 	int port;
 	char io_path[192];
+	const char *ring_mode;        /* ring_modes[].name of the loops' rings */
 	atomic_uint nconns;
 	atomic_bool stop;
 	atomic_llong refuse_log_ms;   /* when the last refusal was logged */
@@ -423,6 +427,11 @@ static void ur_settle(sconn *sc)
 		if (room > 0) {
 			struct io_uring_sqe *sqe = sqe_get(lp);
 			io_uring_prep_recv(sqe, sc->fd, in, room, 0);
+			/* a response just went out: the client has yet to read
+			 * it, so its next request is not there; arm the poll
+			 * without first trying a recv that would fail */
+			if (lp->poll_first && sc->send_busy)
+				sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 			io_uring_sqe_set_data64(sqe, UD(sc, OP_RECV));
 			sc->recv_busy = true;
 		}
@@ -710,8 +719,9 @@ static void timers(loop *lp, int64_t now)
 			if (lp->uring) {
 				ur_post_accept(lp);
 			} else {
-				struct epoll_event ev = { .events = EPOLLIN,
-							  .data.ptr = NULL };
+				struct epoll_event ev = {
+					.events = EPOLLIN | EPOLLEXCLUSIVE,
+					.data.ptr = NULL };
 				epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->lfd, &ev);
 			}
 		}
@@ -893,10 +903,31 @@ static void *loop_main(void *arg)
 	int64_t now = now_ms();
 	lp->next_sweep = now + SWEEP_MS;
 	lp->next_push = now + PUSH_MS;
-	if (lp->uring)
+	if (lp->ring_disabled) {
+		/* SINGLE_ISSUER binds the ring to the thread that enables
+		 * it. The system call, not io_uring_enable_rings: Debian's
+		 * liburing 2.3 declares that one but does not export it. */
+		long rc = syscall(__NR_io_uring_register, lp->ring.ring_fd,
+				  IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+		if (rc < 0) {
+			server_log("loop %u: io_uring enable: %s; stopping",
+				   lp->idx, strerror(errno));
+			lp->err = COHORT_EIO;
+			server_stop(lp->s);
+			return NULL;
+		}
+	}
+	if (lp->uring) {
+		/* io_uring_enter by a registered index skips the fd lookup
+		 * of every call; the registration is this thread's, so it is
+		 * undone here too. Where refused, the plain fd serves. */
+		bool reg = io_uring_register_ring_fd(&lp->ring) == 1;
 		uring_run(lp);
-	else
+		if (reg)
+			io_uring_unregister_ring_fd(&lp->ring);
+	} else {
 		epoll_run(lp);
+	}
 	return NULL;
 }
 
@@ -935,7 +966,7 @@ static int split_listen(const char *listen, char *host, size_t host_len,
 }
 
 /* A listening socket on ai with port (0: ai's own); -errno on failure. */
-static int listen_on(const struct addrinfo *ai, int port, bool reuseport)
+static int listen_on(const struct addrinfo *ai, int port)
 {
 	struct sockaddr_storage ss;
 	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
@@ -951,9 +982,7 @@ static int listen_on(const struct addrinfo *ai, int port, bool reuseport)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if ((reuseport &&
-	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
-	    bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) ||
+	if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) ||
 	    listen(fd, 4096)) {
 		int e = errno;
 		close(fd);
@@ -1003,6 +1032,27 @@ static void uring_probe(char *why, size_t len)
 	io_uring_queue_exit(&ring);
 }
 
+/* The rings' setup, cheapest first; a kernel that refuses one (EINVAL)
+ * gets the next. DEFER_TASKRUN (6.1) runs completion work only when the
+ * loop thread enters the kernel to wait, in one batch, instead of
+ * interrupting it (an IPI or a signal-like notification) while it runs
+ * requests; it needs SINGLE_ISSUER, which binds the ring to one thread:
+ * the ring is created disabled here and enabled by its loop thread.
+ * COOP_TASKRUN (5.19) at least avoids the interrupts. POLL_FIRST for
+ * recv (5.19) comes with the first mode only, the one whose kernel surely
+ * has it. */
+static const struct {
+	unsigned flags;
+	bool poll_first;
+	const char *name;
+} ring_modes[] = {
+	{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+	  IORING_SETUP_R_DISABLED, true, "io_uring (defer_taskrun)" },
+	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, false,
+	  "io_uring (coop_taskrun)" },
+	{ 0, false, "io_uring" },
+};
+
 static int loop_init(server *s, loop *lp, char *err, size_t err_len)
 {
 	/* blocking: an io_uring read of a non-blocking fd would not wait */
@@ -1012,17 +1062,31 @@ static int loop_init(server *s, loop *lp, char *err, size_t err_len)
 		return COHORT_EIO;
 	}
 	if (lp->uring) {
-		struct io_uring_params p;
-		memset(&p, 0, sizeof p);
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = RING_CQ_ENTRIES;
-		int rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring, &p);
+		int rc = -EINVAL;
+		for (size_t i = 0; i < sizeof ring_modes / sizeof ring_modes[0];
+		     i++) {
+			struct io_uring_params p;
+			memset(&p, 0, sizeof p);
+			p.flags = IORING_SETUP_CQSIZE | ring_modes[i].flags;
+			p.cq_entries = RING_CQ_ENTRIES;
+			rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring,
+							&p);
+			if (rc == -EINVAL)
+				continue;       /* a kernel without the flags */
+			if (rc == 0) {
+				lp->ring_ok = true;
+				lp->ring_disabled = ring_modes[i].flags &
+						    IORING_SETUP_R_DISABLED;
+				lp->poll_first = ring_modes[i].poll_first;
+				s->ring_mode = ring_modes[i].name;
+			}
+			break;
+		}
 		if (rc) {
 			snprintf(err, err_len, "io_uring ring %u: %s", lp->idx,
 				 strerror(-rc));
 			return COHORT_EIO;
 		}
-		lp->ring_ok = true;
 		return 0;
 	}
 	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1030,14 +1094,16 @@ static int loop_init(server *s, loop *lp, char *err, size_t err_len)
 		snprintf(err, err_len, "epoll: %s", strerror(errno));
 		return COHORT_EIO;
 	}
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	/* the loops share one listening socket: wake one of them per
+	 * connection, not all */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+				  .data.ptr = NULL };
 	struct epoll_event wev = { .events = EPOLLIN, .data.ptr = lp };
 	if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->lfd, &ev) ||
 	    epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->efd, &wev)) {
 		snprintf(err, err_len, "epoll_ctl: %s", strerror(errno));
 		return COHORT_EIO;
 	}
-	(void)s;
 	return 0;
 }
 
@@ -1075,7 +1141,7 @@ int server_listen_fd(const char *listen, int *port, char *err,
 		return rc;
 	int fd = -EINVAL;
 	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
-		if ((fd = listen_on(ai, 0, false)) >= 0)
+		if ((fd = listen_on(ai, 0)) >= 0)
 			break;
 	freeaddrinfo(res);
 	if (fd < 0) {
@@ -1099,8 +1165,13 @@ int server_new(const server_config *cfg, const conn_env *env, server **out,
 	server *s = calloc(1, sizeof *s);
 	unsigned n = cfg->nthreads;
 	if (n == 0) {
+		/* one core is left to what is not a loop: the log's writer
+		 * and its io-wq fsync worker, snapshots, index builds, and on
+		 * a small machine the clients beside it (on 2 cores, where
+		 * the load generator shared the machine, one loop beat two:
+		 * docs/benchmarks.md, net) */
 		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		n = c > 0 ? (unsigned)c : 1;
+		n = c > 1 ? (unsigned)c - 1 : 1;
 	}
 	if (s)
 		s->loops = calloc(n, sizeof *s->loops);
@@ -1118,11 +1189,13 @@ int server_new(const server_config *cfg, const conn_env *env, server **out,
 		s->loops[i].idx = i;
 		s->loops[i].lfd = s->loops[i].efd = s->loops[i].epfd = -1;
 	}
-	/* the first socket picks the port, the others share it */
+	/* one socket, without SO_REUSEPORT (which would let another process
+	 * bind the same address and take half the connections to another
+	 * database); every loop gets a descriptor of it */
 	const struct addrinfo *ai = res;
 	int fd = -EINVAL;
 	for (; ai; ai = ai->ai_next) {
-		fd = listen_on(ai, 0, true);
+		fd = listen_on(ai, 0);
 		if (fd >= 0)
 			break;
 	}
@@ -1135,11 +1208,10 @@ int server_new(const server_config *cfg, const conn_env *env, server **out,
 	s->loops[0].lfd = fd;
 	s->port = bound_port(fd);
 	for (unsigned i = 1; i < n; i++) {
-		fd = listen_on(ai, s->port, true);
+		fd = fcntl(s->loops[0].lfd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
-			snprintf(err, err_len, "cannot listen on %s (socket %u "
-				 "of %u): %s", cfg->listen, i + 1, n,
-				 strerror(-fd));
+			snprintf(err, err_len, "listening socket for loop %u of "
+				 "%u: %s", i + 1, n, strerror(errno));
 			rc = COHORT_EIO;
 			goto fail;
 		}
@@ -1159,7 +1231,7 @@ int server_new(const server_config *cfg, const conn_env *env, server **out,
 			      fcntl(s->loops[i].lfd, F_GETFL) | O_NONBLOCK);
 	}
 	if (uring)
-		snprintf(s->io_path, sizeof s->io_path, "io_uring");
+		snprintf(s->io_path, sizeof s->io_path, "%s", s->ring_mode);
 	else
 		snprintf(s->io_path, sizeof s->io_path, "epoll (%s)", why);
 	freeaddrinfo(res);

@@ -25,7 +25,7 @@
 
 typedef struct server_config {
 	const char *listen;          /* "HOST:PORT", "[v6]:PORT"; port 0: any */
-	unsigned nthreads;           /* 0: the number of cores */
+	unsigned nthreads;           /* 0: cores - 1 (at least 1) */
 	unsigned max_conns;          /* 0: no limit; beyond: accepted, closed */
 	unsigned idle_timeout_ms;    /* 0: never; no bytes either way for so long */
 	unsigned auth_timeout_ms;    /* 0: never; still role none after so long */
@@ -46,7 +46,8 @@ int server_new(const server_config *cfg, const conn_env *env, server **out,
 
 /* The bound port (the real one when cfg->listen asked for port 0). */
 int server_port(const server *s);
-/* "io_uring" or "epoll (...why...)". Valid while s lives. */
+/* "io_uring" (with the ring mode in parentheses: "defer_taskrun",
+ * "coop_taskrun") or "epoll (...why...)". Valid while s lives. */
 const char *server_io_path(const server *s);
 unsigned server_nthreads(const server *s);
 

@@ -16,8 +16,10 @@
  * check that the write waiting for it is never acknowledged.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -848,6 +850,53 @@ Test(server, config_file_with_flags_overriding)
 	const char *bad[] = { "--no-auth", "--memory", "--config", path, NULL };
 	cr_assert_eq(srv_run(&S, bad, 5000), 2);
 	cr_assert(srv_log_has(&S, "bad.conf line 2: expected \"key = value\""));
+
+	/* a bad value is reported with its file and line too */
+	f = fopen(path, "w");
+	fprintf(f, "# limits\nmax-k = 5000\n");
+	fclose(f);
+	cr_assert_eq(srv_run(&S, bad, 5000), 2);
+	cr_assert(srv_log_has(&S, "bad.conf line 2: max-k: '5000' is not a "
+			      "whole number"));
+}
+
+/* A second server cannot take the first one's address (SO_REUSEPORT
+ * would have let it, and split the connections between two databases). */
+Test(server, a_second_server_on_the_same_address_is_refused)
+{
+	srv_start(&S, NULL);
+	char listen[32];
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", S.port);
+	const char *again[] = { "--memory", "--no-auth", "--listen", listen,
+				NULL };
+	cr_assert_eq(srv_run(&S, again, 5000), 1);
+	cr_assert(srv_log_has(&S, "Address already in use"));
+	session(&S, 4);
+	cr_assert_eq(srv_stop(&S), 0);
+}
+
+/* SIGHUP is logged and ignored; the stop snapshots, so a restart loads
+ * the snapshot instead of replaying the log. */
+Test(server, sighup_is_ignored_and_the_stop_snapshots)
+{
+	srv_start(&S, NULL);
+	session(&S, 4);
+	cr_assert_eq(kill(S.pid, SIGHUP), 0);
+	for (int i = 0; i < 200 && !srv_log_has(&S, "SIGHUP ignored"); i++)
+		usleep(10000);
+	cr_assert(srv_log_has(&S, "SIGHUP ignored"));
+	int fd = srv_connect(&S);
+	cr_assert_eq(srv_hello_auth(fd, SRV_TOKEN_ADMIN), PROTO_ROLE_ADMIN);
+	close(fd);
+	cr_assert_eq(srv_stop(&S), 0);
+	bool snap = false;
+	DIR *d = opendir(S.data_dir);
+	cr_assert_not_null(d);
+	for (struct dirent *e; (e = readdir(d));)
+		if (!strncmp(e->d_name, "snap", 4))
+			snap = true;
+	closedir(d);
+	cr_assert(snap, "no snapshot in %s after the stop", S.data_dir);
 }
 
 /* ---- in-process: a failed group commit ------------------------------------ */
@@ -917,4 +966,74 @@ Test(server, failed_sync_acknowledges_nothing)
 Test(server, failed_sync_acknowledges_nothing_epoll)
 {
 	failed_sync(true);
+}
+
+/* ---- in-process: the loops' defaults -------------------------------------- */
+
+static server *memory_server(cohort_db **db, conn_env *env, unsigned nthreads)
+{
+	cr_assert_eq(cohort_open(NULL, NULL, db), 0);
+	*env = (conn_env){ .db = *db, .max_frame = PROTO_MAX_FRAME_DEFAULT,
+			   .max_batch = PROTO_MAX_BATCH_DEFAULT,
+			   .max_k = COHORT_MAX_K, .out_limit = 1 << 20,
+			   .max_subs = 16, .server_name = "test" };
+	server_config cfg = { .listen = "127.0.0.1:0", .nthreads = nthreads };
+	server *sv;
+	char err[256];
+	cr_assert_eq(server_new(&cfg, env, &sv, err, sizeof err), 0, "%s", err);
+	return sv;
+}
+
+/* Unset, the loops are one fewer than the cores (at least one): the
+ * other core is for the log writer, snapshots and, on small machines,
+ * the clients (docs/benchmarks.md, net). */
+Test(server, default_threads_leave_a_core)
+{
+	cohort_db *db;
+	conn_env env;
+	server *sv = memory_server(&db, &env, 0);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned want = cores > 1 ? (unsigned)cores - 1 : 1;
+	cr_assert_eq(server_nthreads(sv), want, "%u loops on %ld cores",
+		     server_nthreads(sv), cores);
+	server_free(sv);                /* never started: rings never enabled */
+	cohort_close(db);
+}
+
+/* Where the kernel has DEFER_TASKRUN (6.1), the rings use it, and the
+ * loops (each enabling its own single-issuer ring) serve connections. */
+Test(server, rings_defer_task_work_where_the_kernel_can)
+{
+	cohort_db *db;
+	conn_env env;
+	server *sv = memory_server(&db, &env, 3);
+	const char *path = server_io_path(sv);
+	struct io_uring_params p;
+	memset(&p, 0, sizeof p);
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	struct io_uring ring;
+	bool can = io_uring_queue_init_params(8, &ring, &p) == 0;
+	if (can)
+		io_uring_queue_exit(&ring);
+	if (can)
+		cr_assert_str_eq(path, "io_uring (defer_taskrun)");
+	else
+		cr_log_warn("this kernel refuses DEFER_TASKRUN: the loops use "
+			    "%s", path);
+	cr_assert_eq(server_start(sv), 0);
+	srv local = { .port = server_port(sv) };
+	int fds[12];
+	for (int i = 0; i < 12; i++) {     /* spread over the three loops */
+		fds[i] = srv_connect(&local);
+		cr_assert_eq(srv_hello_auth(fds[i], NULL), PROTO_ROLE_ADMIN);
+	}
+	for (int r = 0; r < 3; r++)
+		for (int i = 0; i < 12; i++)
+			cr_assert_eq(ping(fds[i], (uint32_t)(100 + r * 12 + i)), 0);
+	for (int i = 0; i < 12; i++)
+		close(fds[i]);
+	server_stop(sv);
+	cr_assert_eq(server_wait(sv), 0);
+	server_free(sv);
+	cohort_close(db);
 }
