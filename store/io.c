@@ -1,7 +1,7 @@
 /*
  * io.c -- see io_int.h. The fault state is a few atomics: tests arm it
- * from the thread that then drives the database; the log's writer thread
- * consumes it.
+ * from the thread that then drives the database; whichever thread flushes
+ * the log consumes it.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,33 @@
 /*
  * wal.c -- the write-ahead log; the format and the rules are in wal_int.h.
  *
- * Concurrency: w->mu guards the buffers and the LSN counters, and orders
- * the setting of the error. The durable LSN and the error are atomics, so
- * that a writer checking on its record takes no lock.
- * Appenders hold it for a memcpy; the writer thread holds it only to swap
- * buffers and to publish what became durable. w->data wakes the writer,
- * w->done wakes appenders waiting for durability or for buffer room.
+ * Concurrency: w->mu guards the buffers, the LSN counters, `busy` and
+ * `taken`, and orders the setting of the error. The durable LSN and the
+ * error are atomics, so that a writer checking on its record takes no lock.
+ *
+ * One flush at a time: whoever flushes (a waiter, the writer thread, an
+ * appender out of room, wal_flush) sets `busy` under mu, swaps the buffers,
+ * writes and syncs the full one without the lock, then publishes under mu.
+ * `busy` makes it the only user of the file offset and of the ring, so any
+ * thread may be the flusher; mu hands them from one flusher to the next.
+ *
+ * Leader and followers (under ALWAYS; PostgreSQL's XLogFlush, MySQL's
+ * binlog group commit): a thread that must wait for its LSN and finds no
+ * flush in flight flushes the active buffer itself, its own record and
+ * every record appended before it. One that finds a flush in flight sleeps
+ * until the group holding its record is durable. Groups are numbered
+ * (`taken` is the number of the group in flight): a sleeper whose record is
+ * in flight waits for group `taken`, one whose record is still buffered for
+ * `taken` + 1. A flush that completes group g wakes the sleepers of g, which
+ * return, and one sleeper of g + 1, which leads the next flush (FUTEX
+ * bitsets on the completion counter), so no thread is woken only to sleep
+ * again, and the common case hands nothing to another thread.
+ *
+ * The writer thread: under INTERVAL and NONE it writes every interval (or
+ * at half a buffer) as before. Under ALWAYS it flushes only a group that no
+ * one has taken for a whole interval (its appenders deferred their wait, or
+ * never wait), and appenders signal it only while it sleeps with nothing to
+ * watch, so a busy log costs it one wake-up per interval at most.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -44,25 +65,31 @@ struct wal {
 	char path[4200];
 	char io_path[160];
 	bool uring;
-	struct io_uring ring;
-	off_t off;                 /* end of the file */
+	struct io_uring ring;      /* used by the flusher only */
+	off_t off;                 /* end of the file; the flusher's */
 
 	pthread_mutex_t mu;
 	pthread_cond_t data, done;
 	walbuf active, flushing;
 	uint64_t next_lsn;         /* LSN of the next append */
-	/* highest LSN on disk (synced, unless NONE): written by the writer
+	bool busy;                 /* a flush is in flight (flushing is its) */
+	uint64_t taken;            /* groups taken for flushing so far */
+	/* highest LSN on disk (synced, unless NONE): written by the flusher
 	 * under mu, read by wal_sync without it */
 	_Atomic uint64_t durable_lsn;
-	/* bumped after every flush; wal_sync sleeps on it as a futex, so a
-	 * waiter woken by a flush never has to take mu */
+	/* flushes completed, bumped under mu; the futex word waiters sleep
+	 * on, each with the bit of the group it waits for */
 	_Atomic uint32_t flushes;
+	/* sleepers per group parity, so that a flush with no one to wake
+	 * makes no system call (a stale count costs one spare wake) */
+	_Atomic uint32_t nwait[2];
 	uint64_t bytes;            /* appended since open or rotation */
 	char dir[4096];
 	/* sticky: the -errno that stopped the log; written under mu, read
 	 * without it on the write path */
 	_Atomic int error;
-	bool stop, flush_now;
+	bool stop;
+	bool writer_idle;          /* ALWAYS: the writer sleeps undated */
 	pthread_t thread;
 };
 
@@ -127,21 +154,78 @@ static int write_out(wal *w, const char *p, size_t len, bool sync)
 }
 
 /* ------------------------------------------------------------------------
+ * Flushing a group
+ * ------------------------------------------------------------------------ */
+static uint32_t group_bit(uint64_t group)
+{
+	return 1u << (group & 31);
+}
+
+/* Sleep while *word == seen, until a wake-up for one of bits. */
+static void futex_wait_bits(_Atomic uint32_t *word, uint32_t seen,
+			    uint32_t bits)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE, seen,
+		NULL, NULL, bits);
+}
+
+static void futex_wake_bits(_Atomic uint32_t *word, int n, uint32_t bits)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET_PRIVATE, n,
+		NULL, NULL, bits);
+}
+
+/*
+ * Take the active buffer and write it (and sync it, if asked) as group
+ * taken + 1, then publish and wake its sleepers. Called with mu held, no
+ * flush in flight and something buffered; returns with mu released.
+ */
+static void flush_group(wal *w, bool sync)
+{
+	walbuf tmp = w->flushing;
+	w->flushing = w->active;
+	w->active = tmp;
+	w->active.len = 0;
+	w->active.nrec = 0;
+	w->busy = true;
+	uint64_t g = ++w->taken;
+	int err = w->error;
+	pthread_mutex_unlock(&w->mu);
+
+	int rc = err ? 0 : write_out(w, w->flushing.p, w->flushing.len, sync);
+
+	pthread_mutex_lock(&w->mu);
+	if (rc && !w->error) {
+		atomic_store(&w->error, rc);
+		fprintf(stderr, "cohort: log %s: %s; the log is stopped "
+			"and the database refuses writes\n", w->path,
+			strerror(-rc));
+	}
+	if (!rc && !err)
+		atomic_store(&w->durable_lsn, w->flushing.last_lsn);
+	w->flushing.len = 0;
+	w->flushing.nrec = 0;
+	w->busy = false;
+	atomic_fetch_add(&w->flushes, 1);
+	bool stopped = w->error != 0;
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->mu);
+
+	/* Wake after unlocking, so that the woken do not queue on mu. */
+	if (stopped) {
+		futex_wake_bits(&w->flushes, INT_MAX, UINT32_MAX);
+		return;
+	}
+	if (atomic_load(&w->nwait[g & 1]))
+		futex_wake_bits(&w->flushes, INT_MAX, group_bit(g));
+	/* the next group's leader; the rest of it sleeps on */
+	if (atomic_load(&w->nwait[(g + 1) & 1]))
+		futex_wake_bits(&w->flushes, 1, group_bit(g + 1));
+}
+
+/* ------------------------------------------------------------------------
  * The writer thread
  * ------------------------------------------------------------------------ */
-/* Sleep while *word == seen (or until a wake-up). */
-static void futex_wait(_Atomic uint32_t *word, uint32_t seen)
-{
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL,
-		NULL, 0);
-}
-
-static void futex_wake_all(_Atomic uint32_t *word)
-{
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT32_MAX,
-		NULL, NULL, 0);
-}
-
 static void deadline_in(struct timespec *ts, uint32_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -158,56 +242,44 @@ static void *writer(void *arg)
 	wal *w = arg;
 	bool always = w->cfg.fsync == COHORT_FSYNC_ALWAYS;
 	bool sync = w->cfg.fsync != COHORT_FSYNC_NONE;
+	struct timespec ts;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		if (always) {
-			while (w->active.len == 0 && !w->stop && !w->flush_now)
+		if (w->busy) {
+			pthread_cond_wait(&w->done, &w->mu);
+			continue;
+		}
+		if (w->stop) {
+			if (w->active.len == 0)
+				break;
+		} else if (always) {
+			if (w->active.len == 0) {
+				w->writer_idle = true;
 				pthread_cond_wait(&w->data, &w->mu);
+				w->writer_idle = false;
+				continue;
+			}
+			/* leave the group to its waiters for one interval */
+			uint64_t taken = w->taken;
+			deadline_in(&ts, w->cfg.interval_ms);
+			while (!w->stop && w->taken == taken &&
+			       pthread_cond_timedwait(&w->data, &w->mu, &ts) == 0)
+				;
+			if (w->stop || w->busy || w->taken != taken ||
+			    w->active.len == 0)
+				continue;
 		} else {
 			/* batch for one interval, or until the buffer is half
 			 * full, then write whatever is there */
-			struct timespec ts;
 			deadline_in(&ts, w->cfg.interval_ms);
-			while (!w->stop && !w->flush_now &&
-			       w->active.len < w->active.cap / 2 &&
+			while (!w->stop && w->active.len < w->active.cap / 2 &&
 			       pthread_cond_timedwait(&w->data, &w->mu, &ts) == 0)
 				;
+			if (w->busy || w->active.len == 0)
+				continue;
 		}
-		if (w->active.len == 0) {
-			if (w->flush_now) {
-				w->flush_now = false;
-				pthread_cond_broadcast(&w->done);
-			}
-			if (w->stop)
-				break;
-			continue;
-		}
-		walbuf tmp = w->flushing;
-		w->flushing = w->active;
-		w->active = tmp;
-		w->active.len = 0;
-		w->active.nrec = 0;
-		bool forced = w->flush_now;
-		w->flush_now = false;
-		int err = w->error;
-		pthread_mutex_unlock(&w->mu);
-
-		int rc = err ? 0 : write_out(w, w->flushing.p, w->flushing.len,
-					     sync || forced);
-
+		flush_group(w, sync);
 		pthread_mutex_lock(&w->mu);
-		if (rc && !w->error) {
-			atomic_store(&w->error, rc);
-			fprintf(stderr, "cohort: log %s: %s; the log is stopped "
-				"and the database refuses writes\n", w->path,
-				strerror(-rc));
-		}
-		if (!rc && !err)
-			atomic_store(&w->durable_lsn, w->flushing.last_lsn);
-		w->flushing.len = 0;
-		pthread_cond_broadcast(&w->done);
-		atomic_fetch_add(&w->flushes, 1);
-		futex_wake_all(&w->flushes);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -299,11 +371,18 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 		return seterr(COHORT_ELIMIT, "log record of %u bytes (max %u)",
 			      len, WAL_MAX_RECORD);
 	size_t need = WAL_HEADER + (size_t)len;
+	bool always = w->cfg.fsync == COHORT_FSYNC_ALWAYS;
 	pthread_mutex_lock(&w->mu);
-	/* wait for room while the writer is busy with the other buffer */
+	/* out of room: flush the buffer, or wait for the flush in flight */
 	while (!w->error && w->active.len > 0 &&
-	       w->active.len + need > w->active.cap)
-		pthread_cond_wait(&w->done, &w->mu);
+	       w->active.len + need > w->active.cap) {
+		if (w->busy) {
+			pthread_cond_wait(&w->done, &w->mu);
+		} else {
+			flush_group(w, w->cfg.fsync != COHORT_FSYNC_NONE);
+			pthread_mutex_lock(&w->mu);
+		}
+	}
 	if (w->error) {
 		pthread_mutex_unlock(&w->mu);
 		return failed(w);
@@ -331,12 +410,10 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	w->active.nrec++;
 	w->active.last_lsn = l;
 	w->bytes += need;
-	/* Wake the writer only when it may be asleep: on the first record of
-	 * a buffer (ALWAYS; while it flushes, it looks again before sleeping)
-	 * or when the buffer is half full. One signal per group, not one per
-	 * record: that is most of what group commit costs on a small
-	 * machine. */
-	if ((w->cfg.fsync == COHORT_FSYNC_ALWAYS && w->active.nrec == 1) ||
+	/* ALWAYS: the waiters flush; the writer only watches for a group no
+	 * one takes, and needs a signal only when it sleeps with nothing to
+	 * watch. Otherwise: half a buffer is worth writing now. */
+	if (always ? w->active.nrec == 1 && w->writer_idle :
 	    w->active.len >= w->active.cap / 2)
 		pthread_cond_signal(&w->data);
 	pthread_mutex_unlock(&w->mu);
@@ -349,36 +426,67 @@ int wal_sync(wal *w, uint64_t lsn)
 	if (w->cfg.fsync != COHORT_FSYNC_ALWAYS) {
 		if (!atomic_load(&w->error))
 			return 0;
-	} else {
-		for (;;) {
-			uint32_t seen = atomic_load(&w->flushes);
-			if (atomic_load(&w->durable_lsn) >= lsn)
-				return 0;
-			if (atomic_load(&w->error))
-				break;
-			futex_wait(&w->flushes, seen);
-		}
+		pthread_mutex_lock(&w->mu);
+		goto stopped;
 	}
+	for (;;) {
+		if (atomic_load(&w->durable_lsn) >= lsn)
+			return 0;
+		if (atomic_load(&w->error)) {
+			pthread_mutex_lock(&w->mu);
+			goto stopped;
+		}
+		pthread_mutex_lock(&w->mu);
+		if (atomic_load(&w->durable_lsn) >= lsn) {
+			pthread_mutex_unlock(&w->mu);
+			return 0;
+		}
+		if (w->error)
+			goto stopped;
+		if (lsn >= w->next_lsn) {
+			pthread_mutex_unlock(&w->mu);
+			return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
+				      ", which was never appended", lsn);
+		}
+		if (!w->busy) {
+			/* not durable, not in flight: buffered. Lead. */
+			flush_group(w, true);
+			continue;
+		}
+		uint64_t g = lsn <= w->flushing.last_lsn ? w->taken :
+			w->taken + 1;
+		uint32_t seen = atomic_load(&w->flushes);
+		atomic_fetch_add(&w->nwait[g & 1], 1);
+		pthread_mutex_unlock(&w->mu);
+		futex_wait_bits(&w->flushes, seen, group_bit(g));
+		atomic_fetch_sub(&w->nwait[g & 1], 1);
+	}
+stopped:
 	/* the message names the segment, which a rotation may change */
-	pthread_mutex_lock(&w->mu);
-	int rc = failed(w);
-	pthread_mutex_unlock(&w->mu);
-	return rc;
+	{
+		int rc = failed(w);
+		pthread_mutex_unlock(&w->mu);
+		return rc;
+	}
 }
 
 int wal_flush(wal *w)
 {
 	pthread_mutex_lock(&w->mu);
 	uint64_t target = w->next_lsn - 1;
-	w->flush_now = true;
-	pthread_cond_signal(&w->data);
-	while (!w->error && (atomic_load(&w->durable_lsn) < target ||
-			     w->flush_now ||
-			     w->active.len || w->flushing.len))
-		pthread_cond_wait(&w->done, &w->mu);
+	while (!w->error && atomic_load(&w->durable_lsn) < target) {
+		if (w->busy) {
+			pthread_cond_wait(&w->done, &w->mu);
+		} else if (w->active.len) {
+			flush_group(w, w->cfg.fsync != COHORT_FSYNC_NONE);
+			pthread_mutex_lock(&w->mu);
+		} else {
+			break;  /* not reached: not durable is buffered or in flight */
+		}
+	}
 	int rc = w->error ? failed(w) : 0;
 	pthread_mutex_unlock(&w->mu);
-	/* under NONE the writer does not sync: do it here */
+	/* under NONE the flush did not sync: do it here */
 	if (rc == 0 && w->cfg.fsync == COHORT_FSYNC_NONE) {
 		int s = io_fdatasync(w->fd);
 		if (s)
@@ -394,6 +502,10 @@ int wal_rotate(wal *w, uint64_t *last)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&w->mu);
+	/* no one appends (the caller holds the cut); a flush that found
+	 * nothing new may still be publishing */
+	while (w->busy)
+		pthread_cond_wait(&w->done, &w->mu);
 	uint64_t l = w->next_lsn - 1;
 	char path[sizeof(w->path) + 64];
 	snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", w->dir, l + 1);
@@ -412,7 +524,6 @@ int wal_rotate(wal *w, uint64_t *last)
 		return seterr(COHORT_EIO, "log: fsync of %s: %s", w->dir,
 			      strerror(-d));
 	}
-	/* The writer is idle: everything was flushed and no one appends. */
 	close(w->fd);
 	w->fd = fd;
 	w->off = 0;

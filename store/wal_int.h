@@ -10,15 +10,20 @@
  * that the segments older than the newest durable snapshot can be removed.
  *
  * Group commit: appenders copy their record into an in-memory buffer under
- * the log mutex and get its LSN; one writer thread takes the whole buffer
+ * the log mutex and get its LSN. One flush at a time takes the whole buffer
  * (double-buffered, so appends continue meanwhile) and writes it with one
  * write and one fdatasync: the write through io_uring, the sync once the
  * write has completed (so it never overtakes it), or pwrite + fdatasync
- * where io_uring cannot be set up. Short writes continue, EINTR
- * and EAGAIN retry. Under COHORT_FSYNC_ALWAYS the buffer is flushed as soon
- * as it holds anything and wal_sync() waits for the LSN to be durable; under
- * INTERVAL it is flushed and synced every interval; under NONE it is written
- * every interval and never synced.
+ * where io_uring cannot be set up. Short writes continue, EINTR and EAGAIN
+ * retry. Under COHORT_FSYNC_ALWAYS wal_sync() waits for the LSN to be
+ * durable, and the waiter is the flusher when no flush is in flight (it
+ * takes every record appended so far); otherwise it sleeps until the
+ * group holding its record is done, and one sleeper of the next group
+ * leads that one. A writer thread flushes what no one waits for within an
+ * interval. Under INTERVAL the writer thread flushes and syncs every
+ * interval; under NONE it writes every interval and never syncs. Both
+ * also flush when half a buffer is full, and an appender that finds the
+ * buffer full flushes it.
  *
  * Failure: a write or sync that fails stops the log for good: every later
  * append and sync returns COHORT_EIO, with the cause in the detail. Nothing
@@ -52,8 +57,10 @@ int wal_close(wal *w);
  * wal_sync() makes it durable (per the policy). */
 int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	       uint64_t *lsn);
-/* Under COHORT_FSYNC_ALWAYS wait until lsn is durable; otherwise return
- * at once. COHORT_EIO if the log has failed. */
+/* Under COHORT_FSYNC_ALWAYS wait until lsn is durable, flushing the
+ * buffer from this thread if no flush is in flight; otherwise return at
+ * once. COHORT_EIO if the log has failed, COHORT_EINVAL for an LSN not yet
+ * appended. */
 int wal_sync(wal *w, uint64_t lsn);
 /* Write and sync everything appended so far, whatever the policy. */
 int wal_flush(wal *w);
