@@ -5,7 +5,8 @@
 #   make run        build, then serve the real data (../shared/data) with
 #                   cohortd on loopback (cohort-run: ./var, Ctrl-C stops)
 #   make test       build and run every test, then again under ASan + UBSan
-#   make bench      build and run cohort-bench
+#   make bench      build, run cohort-bench all, regenerate the tables and
+#                   plots of docs/benchmarks.md (bench/report.py)
 #
 # Knobs: V=1 (full commands), WERROR=1, SANITIZE=address,undefined,
 # MALLOC=libc|jemalloc, BUILD=dir, FUZZ=1 (with CC=clang: libFuzzer
@@ -208,6 +209,7 @@ run: $(RUN) $(COHORTD)
 check: $(TESTS) $(PROGRAMS) $(EXAMPLES)
 	COHORT_BIN=$(BUILD) $(TESTS) --jobs 2
 	COHORT_BIN=$(BUILD) /usr/bin/python3 net/python/test_cohort.py
+	/usr/bin/python3 tests/bench/test_report.py
 
 test:
 	$(MAKE) check
@@ -274,9 +276,20 @@ fuzz-replay fuzz:
 	$(MAKE) $@ BUILD=build/fuzz CC=clang FUZZ=1
 endif
 
-# the net suite starts $(COHORTD) (found beside $(BENCH)) and redis-server
+# the net suite starts $(COHORTD) (found beside $(BENCH)) and redis-server.
+# One run: the table on the terminal, the JSON lines into
+# $(BUILD)/bench/results.json, from which bench/report.py rewrites the
+# generated block of docs/benchmarks.md and the plots in docs/bench/.
+# BENCH_FLAGS passes more, e.g. BENCH_FLAGS="--ann-n 1000000" for the ann
+# suite's full-size synthetic set (about 9 minutes more on 2 cores).
+BENCH_JSON := $(BUILD)/bench/results.json
+BENCH_FLAGS ?=
 bench: $(BENCH) $(if $(wildcard net/cohortd.c),$(COHORTD))
-	$(BENCH) all
+	@mkdir -p $(dir $(BENCH_JSON))
+	$(BENCH) all $(BENCH_FLAGS) --json-file $(BENCH_JSON)
+	/usr/bin/python3 bench/report.py $(BENCH_JSON) --doc docs/benchmarks.md \
+		--plots docs/bench --command "make bench ($(strip \
+		$(BENCH) all $(BENCH_FLAGS) --json-file $(BENCH_JSON)))"
 
 clean:
 	rm -rf build

@@ -10,11 +10,12 @@
  *           that cohort's 8-bit codes over [0, 255] are the pixels
  *           themselves: no quantisation loss on this set)
  *   synth   clustered "customer" vectors, d=64 (described at synth_make
- *           and in a note): 200,000 by default, about 6 minutes for the
- *           whole suite on 2 cores; --ann-n N sets the size: 1000000 for
- *           the full-size figure takes about 20 minutes (one-thread builds
- *           of 3.5, 3.5 and 10 minutes); 1,000 queries from the same
- *           segments
+ *           and in a note): 200,000 by default (the whole suite: about 6
+ *           minutes on 2 cores with FAISS after the others, 4 with it
+ *           beside them); --ann-n N sets the size: 1000000 for the
+ *           full-size figure (one-thread builds of 3.5, 3.5 and 10
+ *           minutes: about 11 minutes for the set, FAISS beside the other
+ *           two); 1,000 queries from the same segments
  * --quick takes 10,000 base vectors and 200 queries of each.
  * The truth is the exact top 10 by a brute-force scan (dist_get()->l2sq_many,
  * all cores). A returned vector counts towards recall@10 when its exact
@@ -34,7 +35,11 @@
  *   faiss    IndexHNSWFlat through /usr/bin/python3 (python3-faiss, with
  *            OPENBLAS_NUM_THREADS=1 and omp_set_num_threads(1)): add() of
  *            the whole base, then search() of all the queries at once for
- *            each ef; left out, saying so, where FAISS is not installed
+ *            each ef; left out, saying so, where FAISS is not installed.
+ *            The process runs beside the in-process libraries, on the
+ *            other core (each of the three still one thread; cohort's and
+ *            hnswlib's turns see the same neighbour), which takes its
+ *            minutes off the suite; --ann-serial runs it after them, alone
  *
  * Figures, per data set D:
  *   D_qps                queries/s at each ef of 10..256 (one line per library
@@ -68,8 +73,9 @@
  *
  * The curves go to ann_fmnist.dat and ann_synth.dat (gnuplot blocks, one
  * per library) and, with gnuplot, to ann_fmnist.png and ann_synth.png,
- * under docs/ (run from the top of the tree); another --ann-n writes
- * ann_synth_N.*; a --quick run writes them under /tmp instead, so that
+ * under docs/ (run from the top of the tree), or beside the --json-file
+ * (make bench: bench/report.py draws docs/bench/ from the JSON); another
+ * --ann-n writes ann_synth_N.*; a --quick run writes them under /tmp instead, so that
  * docs/ keeps the figures of a full run.
  */
 #include "bench_int.h"
@@ -662,32 +668,68 @@ static const char faiss_script[] =
 	"  print(best[0], best[1], least, flush=True)\n"
 	"out.close()\n";
 
-static int run_faiss(const bench_ctx *ctx, const ann_data *d, ann_curve *c)
-{
-	char pb[64], pq[64], pout[64], eflist[128] = "", script[2048],
-	     cmd[2560];
-	size_t el = 0;
-	int bad = 1;
+/* FAISS in flight: its process and its temp files. */
+typedef struct faiss_job {
+	FILE *p;                 /* the script's stdout; NULL: not started */
+	char pb[64], pq[64], pout[64];
+} faiss_job;
 
-	pb[0] = pq[0] = pout[0] = 0;
-	if (write_tmp(d->base, d->n * d->dim, pb, sizeof pb) ||
-	    write_tmp(d->queries, d->nq * d->dim, pq, sizeof pq) ||
-	    write_tmp(NULL, 0, pout, sizeof pout)) {
+static void faiss_files_free(faiss_job *j)
+{
+	if (*j->pb)
+		unlink(j->pb);
+	if (*j->pq)
+		unlink(j->pq);
+	if (*j->pout)
+		unlink(j->pout);
+	j->pb[0] = j->pq[0] = j->pout[0] = 0;
+}
+
+/* Start the FAISS script on d: it builds and sweeps in its own process
+ * while this one goes on (faiss_finish collects it). 0, or 1 when it could
+ * not be started (said on stderr). */
+static int faiss_start(const bench_ctx *ctx, const ann_data *d, faiss_job *j)
+{
+	char eflist[128] = "", script[2048], cmd[2560];
+	size_t el = 0;
+
+	memset(j, 0, sizeof *j);
+	if (write_tmp(d->base, d->n * d->dim, j->pb, sizeof j->pb) ||
+	    write_tmp(d->queries, d->nq * d->dim, j->pq, sizeof j->pq) ||
+	    write_tmp(NULL, 0, j->pout, sizeof j->pout)) {
 		fprintf(stderr, "cohort-bench ann: cannot write the data for "
 			"FAISS under /tmp\n");
-		goto out;
+		faiss_files_free(j);
+		return 1;
 	}
 	for (size_t e = 0; e < NEF; e++)
 		el += (size_t)snprintf(eflist + el, sizeof eflist - el, "%zu,",
 				       efs[e]);
 	snprintf(script, sizeof script, faiss_script, d->dim, LINKS_M,
-		 EF_CONSTRUCTION, TOPK, passes(ctx), pb, pq, pout, eflist);
+		 EF_CONSTRUCTION, TOPK, passes(ctx), j->pb, j->pq, j->pout,
+		 eflist);
 	/* OpenBLAS has threads of its own besides FAISS's OpenMP ones */
 	snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "
 		 "/usr/bin/python3 -c '%s'", script);
-	FILE *p = popen(cmd, "r");
+	fflush(NULL);            /* the child must not repeat our buffers */
+	j->p = popen(cmd, "r");
+	if (!j->p) {
+		fprintf(stderr, "cohort-bench ann: cannot start python3 for "
+			"FAISS\n");
+		faiss_files_free(j);
+		return 1;
+	}
+	return 0;
+}
+
+/* Wait for the FAISS script and read its curve into c. 0, or 1 (said). */
+static int faiss_finish(const ann_data *d, faiss_job *j, ann_curve *c)
+{
+	int bad = 1;
+	FILE *p = j->p;
+	j->p = NULL;
 	if (!p)
-		goto out;
+		return 1;
 	double mem = 0, secs[NEF], cpu[NEF], least[NEF];
 	int got = fscanf(p, "%lf %lf %lf", &c->build_s, &c->build_cpu_s,
 			 &mem) == 3;
@@ -703,7 +745,7 @@ static int run_faiss(const bench_ctx *ctx, const ann_data *d, ann_curve *c)
 	snprintf(c->mem, sizeof c->mem, "f32 vectors, neighbour table, levels, "
 		 "offsets");
 
-	FILE *f = fopen(pout, "rb");
+	FILE *f = fopen(j->pout, "rb");
 	int64_t *ids = bench_alloc(d->nq * TOPK * sizeof(int64_t));
 	uint64_t *labels = bench_alloc(d->nq * TOPK * sizeof(uint64_t));
 	bad = 0;
@@ -728,12 +770,7 @@ static int run_faiss(const bench_ctx *ctx, const ann_data *d, ann_curve *c)
 	free(labels);
 	c->ok = !bad;
 out:
-	if (*pb)
-		unlink(pb);
-	if (*pq)
-		unlink(pq);
-	if (*pout)
-		unlink(pout);
+	faiss_files_free(j);
 	return bad;
 }
 
@@ -768,6 +805,8 @@ static const char *out_dir(const bench_ctx *ctx)
 	struct stat st;
 	if (ctx->quick)
 		return "/tmp/cohort-bench-";
+	if (ctx->out_dir[0])
+		return ctx->out_dir;
 	return stat("docs", &st) == 0 && S_ISDIR(st.st_mode) ? "docs/" : NULL;
 }
 
@@ -775,7 +814,7 @@ static void write_curves(const bench_ctx *ctx, const ann_data *d,
 			 const ann_curve *c)
 {
 	const char *dir = out_dir(ctx);
-	char dat[128], png[128];
+	char dat[320], png[320];
 	if (!dir) {
 		bench_note(ctx, "no docs/ here (run from the top of the tree): "
 			   "the curves of %s not written", d->name);
@@ -986,10 +1025,26 @@ static int run_set(const bench_ctx *ctx, ann_data *d, bool faiss)
 		   "threads; cohort's codes over [%g, %g]", d->what, TOPK,
 		   d->nq, bench_now() - t0, par_threads(0), (double)d->lo,
 		   (double)d->hi);
-	if (run_inproc(ctx, d, &c[LIB_COHORT], &c[LIB_HNSWLIB]))
+	/* FAISS in its own process on the other core while cohort and
+	 * hnswlib take turns on this one (each still one thread), unless
+	 * --ann-serial: then after them, alone */
+	faiss_job fj = { 0 };
+	bool faiss_ok = faiss && !ctx->ann_serial &&
+			faiss_start(ctx, d, &fj) == 0;
+	int bad = run_inproc(ctx, d, &c[LIB_COHORT], &c[LIB_HNSWLIB]);
+	if (faiss && !ctx->ann_serial)
+		faiss_ok = faiss_ok && faiss_finish(d, &fj, &c[LIB_FAISS]) == 0;
+	if (bad)
 		return 1;
-	if (faiss && run_faiss(ctx, d, &c[LIB_FAISS]))
+	if (faiss && ctx->ann_serial)
+		faiss_ok = faiss_start(ctx, d, &fj) == 0 &&
+			   faiss_finish(d, &fj, &c[LIB_FAISS]) == 0;
+	if (faiss && !faiss_ok)
 		bench_note(ctx, "FAISS left out of %s", d->name);
+	else if (faiss)
+		bench_note(ctx, "%s: faiss built in %.1f s%s", d->name,
+			   c[LIB_FAISS].build_s, ctx->ann_serial ? "" :
+			   " (in its own process, beside cohort and hnswlib)");
 	report_curves(ctx, d, c, qps95, first95);
 	report_ratios(ctx, d, c, qps95, first95);
 	write_curves(ctx, d, c);
@@ -1030,8 +1085,9 @@ int bench_ann(bench_ctx *ctx)
 	synth_make(ctx, &d);
 	if (!ctx->ann_n && !ctx->quick)
 		bench_note(ctx, "synthetic set at %zu vectors; --ann-n 1000000 "
-			   "for the full-size figure (about 20 minutes: each "
-			   "library builds it on one thread)", d.n);
+			   "for the full-size figure (about 11 minutes: each "
+			   "library builds it on one thread, FAISS beside the "
+			   "other two)", d.n);
 	bad |= run_set(ctx, &d, faiss);
 	data_free(&d);
 	/* the index inside the store: filters and ingest */

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The registry: X(name, description). Adding a suite is adding its file and
  * one line here. */
@@ -36,9 +37,17 @@
 
 typedef struct bench_ctx {
 	bool json;               /* --json: one JSON object per line */
+	FILE *json_file;         /* --json-file PATH: the same objects into
+	                            PATH, the table on stdout; NULL: none */
+	char out_dir[256];       /* where suites write side files (the ann
+	                            curves): PATH's folder under --json-file
+	                            (bench/report.py draws the docs' plots
+	                            from the JSON); "" otherwise: docs/ */
 	bool quick;              /* --quick: small sizes, short runs (smoke) */
 	size_t ann_n;            /* --ann-n N: vectors of the ann suite's
 	                            synthetic set; 0: its default */
+	bool ann_serial;         /* --ann-serial: the ann suite runs FAISS
+	                            after cohort and hnswlib, not beside them */
 	const char *suite;       /* the suite being run, for bench_report */
 	double seconds;          /* length of one timed run */
 	int reps;                /* timed runs per figure */

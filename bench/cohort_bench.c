@@ -2,12 +2,15 @@
  * cohort_bench.c -- cohort-bench: the command line, the suite registry and
  * the harness every suite uses (clock, threads, plain reads, reporting).
  *
- *   cohort-bench SUITE [--json] [--quick] [--ann-n N]
+ *   cohort-bench SUITE [--json | --json-file PATH] [--quick] [--ann-n N]
+ *                [--ann-serial]
  *
  * SUITE is a name from BENCH_SUITES (bench_int.h) or `all`. --json prints one
  * JSON object per figure and line on stdout ({"suite", "metric", "value",
  * "unit", ...} plus the machine, its core count and the date); without it a
- * table for a reader. --quick shrinks sizes and run lengths for a smoke run.
+ * table for a reader. --json-file PATH prints the table and writes the JSON
+ * lines to PATH as well (what `make bench` does: one run gives both the
+ * terminal's table and bench/report.py's input). --quick shrinks sizes and run lengths for a smoke run.
  * --ann-n sets the size of the ann suite's synthetic set (1000000 for the
  * full-size figure; building it on one thread takes minutes a library).
  * Exit status: 0, 1 when a suite failed, 2 on a usage error.
@@ -21,6 +24,7 @@
 #include "bench_int.h"
 #include "cohort.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -28,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -432,61 +437,74 @@ static double load1(void)
 	return x;
 }
 
+static void json_line(FILE *f, const bench_ctx *ctx, const bench_line *l)
+{
+	fprintf(f, "{\"suite\": ");
+	json_str(f, ctx->suite);
+	fprintf(f, ", \"metric\": ");
+	json_str(f, l->metric);
+	fprintf(f, ", \"value\": ");
+	json_num(f, l->value);
+	fprintf(f, ", \"unit\": ");
+	json_str(f, l->unit);
+	if (l->threads > 0)
+		fprintf(f, ", \"threads\": %d", l->threads);
+	for (int i = 0; i < l->nextra; i++) {
+		fprintf(f, ", ");
+		json_str(f, l->extra[i].key);
+		fprintf(f, ": ");
+		if (l->extra[i].kind == BENCH_STR)
+			json_str(f, l->extra[i].str);
+		else if (l->extra[i].kind == BENCH_BOOL)
+			fprintf(f, "%s", l->extra[i].num != 0 ? "true" : "false");
+		else
+			json_num(f, l->extra[i].num);
+	}
+	if (ctx->quick)
+		fprintf(f, ", \"quick\": true");
+	fprintf(f, ", \"load1\": ");
+	json_num(f, load1());
+	fprintf(f, ", \"machine\": ");
+	json_str(f, ctx->machine);
+	fprintf(f, ", \"cores\": %d, \"date\": ", ctx->cores);
+	json_str(f, ctx->date);
+	fprintf(f, "}\n");
+	fflush(f);
+}
+
+static void table_line(const bench_ctx *ctx, const bench_line *l)
+{
+	char value[48], threads[16] = "";
+	human_num(value, sizeof value, l->value);
+	if (l->threads > 0)
+		snprintf(threads, sizeof threads, "%d", l->threads);
+	printf("%-8s %-24s %3s %16s %-8s", ctx->suite, l->metric,
+	       threads, value, l->unit);
+	for (int i = 0; i < l->nextra; i++) {
+		printf(" %s=", l->extra[i].key);
+		if (l->extra[i].kind == BENCH_STR) {
+			printf("%s", l->extra[i].str);
+		} else if (l->extra[i].kind == BENCH_BOOL) {
+			printf("%s", l->extra[i].num != 0 ? "yes" : "NO");
+		} else {
+			char num[48];
+			human_num(num, sizeof num, l->extra[i].num);
+			printf("%s", num);
+		}
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
 void bench_report(const bench_ctx *ctx, const bench_line *l)
 {
 	if (ctx->json) {
-		printf("{\"suite\": ");
-		json_str(stdout, ctx->suite);
-		printf(", \"metric\": ");
-		json_str(stdout, l->metric);
-		printf(", \"value\": ");
-		json_num(stdout, l->value);
-		printf(", \"unit\": ");
-		json_str(stdout, l->unit);
-		if (l->threads > 0)
-			printf(", \"threads\": %d", l->threads);
-		for (int i = 0; i < l->nextra; i++) {
-			printf(", ");
-			json_str(stdout, l->extra[i].key);
-			printf(": ");
-			if (l->extra[i].kind == BENCH_STR)
-				json_str(stdout, l->extra[i].str);
-			else if (l->extra[i].kind == BENCH_BOOL)
-				printf("%s", l->extra[i].num != 0 ? "true" : "false");
-			else
-				json_num(stdout, l->extra[i].num);
-		}
-		if (ctx->quick)
-			printf(", \"quick\": true");
-		printf(", \"load1\": ");
-		json_num(stdout, load1());
-		printf(", \"machine\": ");
-		json_str(stdout, ctx->machine);
-		printf(", \"cores\": %d, \"date\": ", ctx->cores);
-		json_str(stdout, ctx->date);
-		printf("}\n");
-	} else {
-		char value[48], threads[16] = "";
-		human_num(value, sizeof value, l->value);
-		if (l->threads > 0)
-			snprintf(threads, sizeof threads, "%d", l->threads);
-		printf("%-8s %-24s %3s %16s %-8s", ctx->suite, l->metric,
-		       threads, value, l->unit);
-		for (int i = 0; i < l->nextra; i++) {
-			printf(" %s=", l->extra[i].key);
-			if (l->extra[i].kind == BENCH_STR) {
-				printf("%s", l->extra[i].str);
-			} else if (l->extra[i].kind == BENCH_BOOL) {
-				printf("%s", l->extra[i].num != 0 ? "yes" : "NO");
-			} else {
-				char num[48];
-				human_num(num, sizeof num, l->extra[i].num);
-				printf("%s", num);
-			}
-		}
-		printf("\n");
+		json_line(stdout, ctx, l);
+		return;
 	}
-	fflush(stdout);
+	table_line(ctx, l);
+	if (ctx->json_file)
+		json_line(ctx->json_file, ctx, l);
 }
 
 void bench_note(const bench_ctx *ctx, const char *fmt, ...)
@@ -535,23 +553,54 @@ static void machine_info(bench_ctx *ctx)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: cohort-bench SUITE [--json] [--quick] [--ann-n N]\n"
+	fprintf(f, "usage: cohort-bench SUITE [--json | --json-file PATH] "
+		   "[--quick] [--ann-n N] [--ann-serial]\n"
 		   "  SUITE    one of the suites below, or `all`\n"
 		   "  --json   one JSON object per figure and line\n"
+		   "  --json-file PATH  the table on stdout, the JSON lines "
+		   "into PATH\n"
 		   "  --quick  small sizes and short runs (smoke test)\n"
 		   "  --ann-n  vectors in the ann suite's synthetic set "
 		   "(default 200000)\n"
+		   "  --ann-serial  the ann suite runs FAISS after cohort and "
+		   "hnswlib\n"
+		   "           (default: in its own process beside them, one "
+		   "thread each)\n"
 		   "suites:\n");
 	for (size_t i = 0; i < NSUITES; i++)
 		fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].desc);
 }
 
+/* cpu seconds of this process and of its children waited for so far */
+static double process_cpu(void)
+{
+	struct rusage self, kids;
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &kids);
+	return (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+			kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+	       (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+			kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) * 1e-6;
+}
+
+/* Run one suite, then report how long it took (suite_seconds: what `make
+ * bench` must keep under its budget; cpu_s beside it, since on a shared
+ * machine the wall time also counts the others' work). */
 static int run_suite(bench_ctx *ctx, const bench_suite *s)
 {
 	ctx->suite = s->name;
+	double t0 = bench_now(), cpu0 = process_cpu();
 	int rc = s->run(ctx);
-	if (rc != 0)
+	if (rc != 0) {
 		fprintf(stderr, "cohort-bench: suite %s failed\n", s->name);
+		return rc;
+	}
+	bench_line l = bench_line_make("suite_seconds", bench_now() - t0, "s", 0);
+	bench_line_num(&l, "cpu_s", process_cpu() - cpu0);
+	bench_line_str(&l, "what", "wall time of the whole suite; cpu_s: of "
+		       "this process and the processes it ran and waited for "
+		       "(FAISS, the servers)");
+	bench_report(ctx, &l);
 	return rc;
 }
 
@@ -566,7 +615,7 @@ int bench_fail(const char *suite, const char *what, int rc)
 int main(int argc, char **argv)
 {
 	bench_ctx ctx;
-	const char *name = NULL;
+	const char *name = NULL, *json_path = NULL;
 
 	memset(&ctx, 0, sizeof ctx);
 	/* internal: a fresh process that opens a database and prints how
@@ -576,6 +625,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
+		} else if (strcmp(argv[i], "--json-file") == 0 && i + 1 < argc) {
+			json_path = argv[++i];
+		} else if (strcmp(argv[i], "--ann-serial") == 0) {
+			ctx.ann_serial = true;
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			ctx.quick = true;
 		} else if (strcmp(argv[i], "--ann-n") == 0 && i + 1 < argc) {
@@ -617,6 +670,24 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (json_path && ctx.json) {
+		fprintf(stderr, "cohort-bench: --json and --json-file: one or "
+			"the other\n");
+		return 2;
+	}
+	if (json_path && !(ctx.json_file = fopen(json_path, "w"))) {
+		fprintf(stderr, "cohort-bench: cannot write %s: %s\n",
+			json_path, strerror(errno));
+		return 2;
+	}
+	if (json_path) {
+		const char *slash = strrchr(json_path, '/');
+		int n = slash ? (int)(slash - json_path) + 1 : 0;
+		snprintf(ctx.out_dir, sizeof ctx.out_dir, "%.*s", n, json_path);
+		if (!n)
+			snprintf(ctx.out_dir, sizeof ctx.out_dir, "./");
+	}
+
 	the_sum = pick_sum();
 	machine_info(&ctx);
 	ctx.seconds = ctx.quick ? 0.05 : 0.5;
@@ -635,5 +706,9 @@ int main(int argc, char **argv)
 	else
 		for (size_t i = 0; i < NSUITES; i++)
 			failed |= run_suite(&ctx, &suites[i]) != 0;
+	if (ctx.json_file && (ferror(ctx.json_file) | fclose(ctx.json_file))) {
+		fprintf(stderr, "cohort-bench: writing %s failed\n", json_path);
+		failed = 1;
+	}
 	return failed ? 1 : 0;
 }
