@@ -1942,6 +1942,71 @@ int cohort_client_persona_sizes(cohort_client *c, const char *table,
 	return 0;
 }
 
+int cohort_client_persona_describe(cohort_client *c, const char *table,
+				   const char *model,
+				   const cohort_client_model **out)
+{
+	int rc = begin_named(c, PROTO_OP_PERSONA_DESCRIBE, table, model,
+			     "model");
+	if (rc < 0)
+		return rc;
+	proto_rbuf r;
+	if ((rc = call(c, &r)) < 0)
+		return rc;
+	cohort_client_model *m = arena(c, sizeof *m);
+	if (!m)
+		return fail(c, COHORT_ENOMEM, "out of memory");
+	memset(m, 0, sizeof *m);
+	m->version = proto_r_u64(&r);
+	m->k = proto_r_u32(&r);
+	m->dim = proto_r_u32(&r);
+	uint8_t mode = proto_r_u8(&r);
+	uint8_t training = proto_r_u8(&r);
+	m->pending = proto_r_u64(&r);
+	m->assigned = proto_r_u64(&r);
+	m->ncolumns = proto_r_u8(&r);
+	/* each persona takes at least 17 + 8 dim bytes: a bound before
+	 * allocating */
+	if (r.err || mode > COHORT_PERSONA_BACKGROUND || training > 1 ||
+	    m->k > COHORT_MAX_PERSONAS || m->dim > COHORT_MAX_DIM ||
+	    m->ncolumns > COHORT_PERSONA_MAX_INPUTS ||
+	    (size_t)m->k * (17 + 8 * (size_t)m->dim) + 2 * m->ncolumns >
+	    (size_t)(r.end - r.p))
+		return bad_response(c, "persona_describe");
+	m->mode = (cohort_persona_mode)mode;
+	m->training = training;
+	int *cols = arena(c, m->ncolumns * sizeof *cols);
+	uint64_t *sizes = arena(c, m->k * sizeof *sizes);
+	double *typical = arena(c, m->k * sizeof *typical);
+	const char **names = arena(c, m->k * sizeof *names);
+	double *cent = arena(c, (size_t)m->k * m->dim * sizeof *cent);
+	if (!cols || !sizes || !typical || !names || !cent)
+		return fail(c, COHORT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->ncolumns; i++)
+		cols[i] = proto_r_u16(&r);
+	for (uint32_t p = 0; p < m->k && !r.err; p++) {
+		sizes[p] = proto_r_u64(&r);
+		typical[p] = proto_r_f64(&r);
+		size_t len;
+		const char *nm = proto_r_str8(&r, &len);
+		if (r.err)
+			break;
+		if (!(names[p] = arena_str(c, nm, len)))
+			return fail(c, COHORT_ENOMEM, "out of memory");
+		for (uint32_t j = 0; j < m->dim; j++)
+			cent[(size_t)p * m->dim + j] = proto_r_f64(&r);
+	}
+	if ((rc = decoded(c, &r, "persona_describe")) < 0)
+		return rc;
+	m->columns = cols;
+	m->sizes = sizes;
+	m->typical = typical;
+	m->names = names;
+	m->centroids = cent;
+	*out = m;
+	return 0;
+}
+
 static int set_def_cols(cohort_client *c, const cohort_persona_def *def,
 			uint8_t *ncols, int **cols)
 {

@@ -421,6 +421,35 @@ int cohort_client_persona_sizes(cohort_client *c, const char *table,
 				const char *model,
 				const cohort_client_sizes **out);
 
+/*
+ * A model and its personas, all from one version (PERSONA_DESCRIBE). The
+ * struct and every array it points to are owned by the client and valid
+ * until its next call on c (copy what must outlive it); the caller frees
+ * nothing. centroids is k x dim, row-major, in input units: for a numeric
+ * model one value per input column (the standardisation undone), for a
+ * vec model the vector.
+ */
+typedef struct cohort_client_model {
+	uint64_t version;
+	uint32_t k, dim;
+	cohort_persona_mode mode;
+	bool training;                   /* a new version is being built */
+	uint64_t pending;                /* changed rows not yet reassigned */
+	uint64_t assigned;               /* rows with a persona */
+	size_t ncolumns;
+	const int *columns;              /* ncolumns: the input column ids */
+	const uint64_t *sizes;           /* k: rows per persona */
+	const double *typical;           /* k: members' mean distance */
+	const char *const *names;        /* k, "" when unnamed */
+	const double *centroids;         /* k x dim */
+} cohort_client_model;
+
+/* Describe a model with every persona's size, name and centroid. ELIMIT
+ * when k x dim x 8 bytes are over the server's frame limit. */
+int cohort_client_persona_describe(cohort_client *c, const char *table,
+				   const char *model,
+				   const cohort_client_model **out);
+
 /* Train a model (def NULL or with no columns: retrain the existing one);
  * *version (may be NULL) gets the new version, 0 when it trains in the
  * background. opts as cohort_persona_train's (threads is the server's). */

@@ -902,6 +902,92 @@ static int op_sizes(handler *h, const proto_req *r, proto_arena *a,
 	return 0;
 }
 
+/*
+ * PERSONA_DESCRIBE: the model's state, then every persona's size, typical
+ * distance, name and centroid (input units). The embedded API gives no
+ * single call for all of it, so the response is built from describe,
+ * sizes (one consistent cut) and a centroid per persona, then describe is
+ * read again: when a retrain or upload swapped the version in between,
+ * the frame is cut and read again, so every persona comes from the one
+ * version the response names. Swaps are seconds apart (a training run);
+ * after DESCRIBE_TRIES swaps in a row the request fails EBUSY.
+ */
+#define DESCRIBE_TRIES 4
+
+static int op_persona_describe(handler *h, const proto_req *r,
+			       proto_arena *a, proto_wbuf *w)
+{
+	cohort_table *t;
+	int rc = table_of(h, r, &t);
+	if (rc < 0)
+		return rc;
+	size_t w0 = w->len;
+	for (int attempt = 0; attempt < DESCRIBE_TRIES; attempt++) {
+		cohort_persona_info info, after;
+		if ((rc = cohort_persona_describe(t, r->name, &info)) < 0)
+			return fail(h, rc);
+		if ((uint64_t)info.k * info.dim * 8 > h->env->max_frame)
+			return failf(h, COHORT_ELIMIT, "persona describe: %u "
+				     "centroids of dim %u are over the frame "
+				     "limit of %u bytes", info.k, info.dim,
+				     h->env->max_frame);
+		size_t room = info.k ? info.k : 1;
+		uint64_t *sizes = scratch(a, room * sizeof(uint64_t));
+		double *cent = scratch(a, (size_t)(info.dim ? info.dim : 1) *
+				       sizeof(double));
+		if (!sizes || !cent)
+			return failf(h, COHORT_ENOMEM, "persona describe: out "
+				     "of memory");
+		uint64_t version = 0;
+		rc = cohort_persona_sizes(t, r->name, sizes, room, &version);
+		if (rc == COHORT_ERANGE)
+			continue;          /* k grew: a swap since describe */
+		if (rc < 0)
+			return fail(h, rc);
+		if (version != info.version)
+			continue;
+		size_t start;
+		ok_begin(w, r, &start);
+		proto_w_u64(w, info.version);
+		proto_w_u32(w, info.k);
+		proto_w_u32(w, info.dim);
+		proto_w_u8(w, (uint8_t)info.mode);
+		proto_w_u8(w, info.training ? 1 : 0);
+		proto_w_u64(w, info.pending);
+		proto_w_u64(w, info.assigned);
+		proto_w_u8(w, (uint8_t)info.ncolumns);
+		for (size_t i = 0; i < info.ncolumns; i++)
+			proto_w_u16(w, (uint16_t)info.columns[i]);
+		for (uint32_t p = 0; rc == 0 && p < info.k; p++) {
+			const char *name = NULL;
+			double typical = 0;
+			rc = cohort_persona_centroid(t, r->name, p, &name, cent,
+						     NULL, &typical);
+			if (rc < 0)
+				break;
+			proto_w_u64(w, sizes[p]);
+			proto_w_f64(w, typical);
+			w_name(w, name);   /* copied now: valid until a rename */
+			for (uint32_t j = 0; j < info.dim; j++)
+				proto_w_f64(w, cent[j]);
+		}
+		if (rc == 0)
+			rc = cohort_persona_describe(t, r->name, &after);
+		if ((rc == 0 && after.version == info.version) || w->err) {
+			/* w->err (over the frame limit): handler_exec says so */
+			proto_frame_end(w, start);
+			return 0;
+		}
+		w->len = w0;               /* cut the stale frame */
+		if (rc < 0 && rc != COHORT_ERANGE)
+			return fail(h, rc);
+		rc = 0;
+	}
+	return failf(h, COHORT_EBUSY, "persona describe: model '%s' was "
+		     "swapped to a new version %d times while being read; "
+		     "try again", r->name, DESCRIBE_TRIES);
+}
+
 static int model_version(handler *h, const proto_req *r, cohort_table *t,
 			 proto_wbuf *w, bool zero)
 {
@@ -1266,6 +1352,7 @@ static int dispatch(handler *h, const proto_req *r, proto_arena *a,
 	case PROTO_OP_PERSONA_ASSIGN: return op_assign(h, r, w);
 	case PROTO_OP_PERSONA_MEMBERS: return op_members(h, r, a, w);
 	case PROTO_OP_PERSONA_SIZES: return op_sizes(h, r, a, w);
+	case PROTO_OP_PERSONA_DESCRIBE: return op_persona_describe(h, r, a, w);
 	case PROTO_OP_PERSONA_TRAIN: return op_train(h, r, w);
 	case PROTO_OP_PERSONA_UPLOAD: return op_upload(h, r, w);
 	case PROTO_OP_SUBSCRIBE: return op_subscribe(h, r, w);

@@ -1082,6 +1082,7 @@ static void d_body(dec *d, proto_req *q)
 	}
 	case PROTO_OP_INDEX_DROP:
 	case PROTO_OP_PERSONA_SIZES:
+	case PROTO_OP_PERSONA_DESCRIBE:
 	case PROTO_OP_UNSUBSCRIBE:
 		d_name(d, q->table, 0, BAD_NAME("table"));
 		d_name(d, q->name, 0, q->hdr.opcode == PROTO_OP_INDEX_DROP ?
@@ -1407,6 +1408,7 @@ static void e_body(proto_wbuf *w, const proto_req *q)
 	}
 	case PROTO_OP_INDEX_DROP:
 	case PROTO_OP_PERSONA_SIZES:
+	case PROTO_OP_PERSONA_DESCRIBE:
 	case PROTO_OP_UNSUBSCRIBE:
 		w_name(w, q->table, 0);
 		w_name(w, q->name, 0);

@@ -64,6 +64,7 @@
 	X(SUBSCRIBE, 0x55, "subscribe", 1)                                    \
 	X(UNSUBSCRIBE, 0x56, "unsubscribe", 1)                                \
 	X(CHANGES, 0x57, "changes", 1)                                        \
+	X(PERSONA_DESCRIBE, 0x58, "persona_describe", 1)                      \
 	X(SNAPSHOT, 0x60, "snapshot", 3)                                      \
 	X(STATS, 0x61, "stats", 1)
 

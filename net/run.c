@@ -20,8 +20,9 @@
  *      one that holds a finished load (the run_info row) is reused as it
  *      is; anything else is refused with what to do.
  *   5. The summary, read from the server either way: rows per table, each
- *      persona model with its personas' sizes and their members' means
- *      described against the whole table ("older, high balance"), one
+ *      persona model with its personas' sizes and their centroids
+ *      (PERSONA_DESCRIBE, in the input columns' units) described against
+ *      the whole table's means ("older, high balance"), one
  *      lookalike query, and the commands to query it from the CLI and from
  *      Python.
  *   6. It serves in the foreground until SIGINT or SIGTERM, then stops
@@ -492,41 +493,68 @@ static double acc_sd(const acc *a)
 static void print_num(double v)
 {
 	double a = fabs(v);
+	int digits = a >= 100 ? 0 : a >= 10 ? 1 : 2;
 	if (isnan(v))
 		printf("-");
-	else
-		printf("%.*f", a >= 100 ? 0 : a >= 10 ? 1 : 2, v);
+	else      /* a centroid's 0 comes back as -1e-17: not "-0.00" */
+		printf("%.*f", digits, round(v * 100) == 0 ? 0.0 : v);
 }
 
 #define MAX_K 64                 /* personas described */
 
 /*
- * One persona model: for each persona its size, its members' mean of each
- * input (and of `flag`, a bool column, as a share, when given), and the
- * inputs where that mean is furthest from the whole table's (at least half
- * a standard deviation), in words. Values are read at `at`.
+ * One persona model: for each persona its size, its name when it has one,
+ * its centroid (PERSONA_DESCRIBE: in the input columns' units, all from
+ * one version of the model), the share of `flag` (a bool column, when
+ * given) among its members, and the inputs where the centroid is furthest
+ * from the whole table's mean (at least half a standard deviation), in
+ * words. The table's means and standard deviations, and the flag shares,
+ * come from the members' values read at `at` (PERSONA_MEMBERS, GET_MANY):
+ * the wire gives no other way to the table's spread.
  */
 static void show_model(cohort_client *c, const char *table, const char *model,
 		       const char *unit, const char *flag, cohort_time at)
 {
 	const cohort_client_table *t;
 	run_check(c, cohort_client_describe(c, table, &t), table);
-	const cohort_client_model_info *m = NULL;
-	for (size_t i = 0; i < t->nmodels; i++)
-		if (strcmp(t->models[i].name, model) == 0)
-			m = &t->models[i];
-	if (!m)
-		run_die("table %s has no persona model %s", table, model);
-	size_t nin = m->ncolumns;
-	if (nin > COHORT_PERSONA_MAX_INPUTS)
-		nin = COHORT_PERSONA_MAX_INPUTS;
-	int cols[COHORT_PERSONA_MAX_INPUTS + 1];
 	char names[COHORT_PERSONA_MAX_INPUTS + 1][COHORT_MAX_NAME + 1];
+	size_t ncols_t = t->ncols;
+	char (*colname)[COHORT_MAX_NAME + 1] = calloc(ncols_t ? ncols_t : 1,
+						     sizeof *colname);
+	if (!colname)
+		run_die("out of memory");
+	for (size_t i = 0; i < ncols_t; i++)
+		snprintf(colname[i], sizeof colname[i], "%s", t->cols[i].name);
+
+	/* the model and its centroids; copied: the client's results live
+	 * until its next call */
+	const cohort_client_model *m;
+	run_check(c, cohort_client_persona_describe(c, table, model, &m),
+		  "persona describe");
+	size_t nin = m->ncolumns;
+	if (nin > COHORT_PERSONA_MAX_INPUTS || m->dim != nin)
+		run_die("persona model %s.%s is not over numeric columns (%zu "
+			"inputs, dim %u)", table, model, nin, m->dim);
+	int cols[COHORT_PERSONA_MAX_INPUTS + 1];
 	for (size_t j = 0; j < nin; j++) {
 		cols[j] = m->columns[j];
 		snprintf(names[j], sizeof names[j], "%s",
-			 (size_t)cols[j] < t->ncols ? t->cols[cols[j]].name : "?");
+			 (size_t)cols[j] < ncols_t ? colname[cols[j]] : "?");
 	}
+	free(colname);
+	uint32_t model_k = m->k;
+	uint64_t version = m->version;
+	uint32_t k = m->k < MAX_K ? m->k : MAX_K;
+	uint64_t sizes[MAX_K], total = 0;
+	static double cent[MAX_K][COHORT_PERSONA_MAX_INPUTS];
+	static char pname[MAX_K][COHORT_MAX_NAME + 1];
+	for (uint32_t p = 0; p < k; p++) {
+		total += sizes[p] = m->sizes[p];
+		memcpy(cent[p], m->centroids + (size_t)p * nin,
+		       nin * sizeof(double));
+		snprintf(pname[p], sizeof pname[p], "%s", m->names[p]);
+	}
+
 	size_t ncols = nin;
 	if (flag) {
 		int fc = cohort_client_column(c, table, flag);
@@ -539,17 +567,9 @@ static void show_model(cohort_client *c, const char *table, const char *model,
 	cohort_client_info_get(c, &info);
 	size_t chunk = info.max_batch ? info.max_batch : 1000;
 
-	const cohort_client_sizes *sz;
-	run_check(c, cohort_client_persona_sizes(c, table, model, &sz),
-		  "persona sizes");
-	uint32_t model_k = sz->k;
-	uint32_t k = sz->k < MAX_K ? sz->k : MAX_K;
-	uint64_t sizes[MAX_K], total = 0;
-	for (uint32_t p = 0; p < k; p++)
-		total += sizes[p] = sz->sizes[p];
-
-	static acc per[MAX_K][COHORT_PERSONA_MAX_INPUTS + 1];
-	memset(per, 0, sizeof per);
+	/* the whole table's values, by way of each persona's members */
+	acc per_flag[MAX_K];
+	memset(per_flag, 0, sizeof per_flag);
 	acc all[COHORT_PERSONA_MAX_INPUTS + 1];
 	memset(all, 0, sizeof all);
 	for (uint32_t p = 0; p < k; p++) {
@@ -571,11 +591,12 @@ static void show_model(cohort_client *c, const char *table, const char *model,
 			for (size_t j = 0; j < ncols && j < b->ncols; j++)
 				for (size_t i = 0; i < nk; i++) {
 					double x;
-					if (b->status[i] == COHORT_ROW_PRESENT &&
-					    block_num(&b->cols[j], i, &x)) {
-						acc_add(&per[p][j], x);
-						acc_add(&all[j], x);
-					}
+					if (b->status[i] != COHORT_ROW_PRESENT ||
+					    !block_num(&b->cols[j], i, &x))
+						continue;
+					acc_add(&all[j], x);
+					if (j == nin)
+						acc_add(&per_flag[p], x);
 				}
 		}
 		keylist_free(&kl);
@@ -584,8 +605,8 @@ static void show_model(cohort_client *c, const char *table, const char *model,
 	printf("\npersonas %s.%s: k = %u over", table, model, model_k);
 	for (size_t j = 0; j < nin; j++)
 		printf("%s %s", j ? "," : "", names[j]);
-	printf(" (standardised, k-means)\n");
-	printf("  whole table: %" PRIu64 " %s;", total, unit);
+	printf(" (standardised, k-means; version %" PRIu64 ")\n", version);
+	printf("  whole table: %" PRIu64 " %s; means", total, unit);
 	for (size_t j = 0; j < nin; j++) {
 		printf(" %s ", names[j]);
 		print_num(acc_mean(&all[j]));
@@ -596,17 +617,20 @@ static void show_model(cohort_client *c, const char *table, const char *model,
 	for (uint32_t p = 0; p < k; p++) {
 		printf("  %u: %5" PRIu64 " %s (%4.1f%%)", p, sizes[p], unit,
 		       total ? 100.0 * (double)sizes[p] / (double)total : 0.0);
-		if (flag && per[p][nin].n)
-			printf(", %s %.1f%%", flag, 100 * acc_mean(&per[p][nin]));
-		/* the inputs furthest from the table's mean, in words */
+		if (flag && per_flag[p].n)
+			printf(", %s %.1f%%", flag, 100 * acc_mean(&per_flag[p]));
+		if (pname[p][0])
+			printf(" \"%s\"", pname[p]);
+		/* the inputs where the centroid is furthest from the table's
+		 * mean, in words */
 		size_t order[COHORT_PERSONA_MAX_INPUTS];
 		double z[COHORT_PERSONA_MAX_INPUTS];
 		size_t nz = 0;
 		for (size_t j = 0; j < nin; j++) {
 			double sd = acc_sd(&all[j]);
-			if (!per[p][j].n || sd <= 0)
+			if (!all[j].n || sd <= 0)
 				continue;
-			z[j] = (acc_mean(&per[p][j]) - acc_mean(&all[j])) / sd;
+			z[j] = (cent[p][j] - acc_mean(&all[j])) / sd;
 			if (fabs(z[j]) >= 0.5)
 				order[nz++] = j;
 		}
@@ -625,15 +649,15 @@ static void show_model(cohort_client *c, const char *table, const char *model,
 			char w[96];
 			phrase(names[j], z[j] > 0, w, sizeof w);
 			printf("%s%s (%s ", a ? ", " : "", w, names[j]);
-			print_num(acc_mean(&per[p][j]));
+			print_num(cent[p][j]);
 			printf(" vs ");
 			print_num(acc_mean(&all[j]));
 			printf(")");
 		}
-		printf("\n     means:");
+		printf("\n     centroid:");
 		for (size_t j = 0; j < nin; j++) {
 			printf(" %s ", names[j]);
-			print_num(acc_mean(&per[p][j]));
+			print_num(cent[p][j]);
 		}
 		printf("\n");
 	}

@@ -77,7 +77,7 @@ OP = {
     "KNN": 0x40,
     "PERSONA_ASSIGN": 0x50, "PERSONA_MEMBERS": 0x51, "PERSONA_SIZES": 0x52,
     "PERSONA_TRAIN": 0x53, "PERSONA_UPLOAD": 0x54, "SUBSCRIBE": 0x55,
-    "UNSUBSCRIBE": 0x56, "CHANGES": 0x57,
+    "UNSUBSCRIBE": 0x56, "CHANGES": 0x57, "PERSONA_DESCRIBE": 0x58,
     "SNAPSHOT": 0x60, "STATS": 0x61,
 }
 
@@ -1799,6 +1799,42 @@ class Client:
                 names.append(r.text8())
             return Sizes(version, k, sizes, names)
         return self._submit([(OP["PERSONA_SIZES"], w.b, dec)])
+
+    def persona_describe(self, table, model):
+        """A model and its personas, all from one version: a dict with
+        version, k, dim, mode ("at_once" or "background"), training
+        (bool), pending, assigned, columns (the input column ids), and per
+        persona sizes (uint64, k), typical (float64, k: the members' mean
+        distance), names (k strings, "" when unnamed) and centroids
+        (float64, k x dim, in input units: a numeric model's columns'
+        own units, a vec model's vector)."""
+        w = _W()
+        w.name(table, "table")
+        w.name(model, "model")
+
+        def dec(r):
+            version, k, dim = r.u64(), r.u32(), r.u32()
+            mode, training = r.u8(), r.u8()
+            pending, assigned = r.u64(), r.u64()
+            columns = [r.u16() for _ in range(r.u8())]
+            if mode >= len(MODES) or training > 1:
+                raise _err("EPROTO", "persona_describe: mode %d, training "
+                           "%d" % (mode, training))
+            sizes = np.empty(k, dtype=np.uint64)
+            typical = np.empty(k, dtype=np.float64)
+            centroids = np.empty((k, dim), dtype=np.float64)
+            names = []
+            for p in range(k):
+                sizes[p] = r.u64()
+                typical[p] = r.f64()
+                names.append(r.text8())
+                centroids[p] = r.array("<f8", dim)
+            return {"version": version, "k": k, "dim": dim,
+                    "mode": MODES[mode], "training": bool(training),
+                    "pending": pending, "assigned": assigned,
+                    "columns": columns, "sizes": sizes, "typical": typical,
+                    "names": names, "centroids": centroids}
+        return self._submit([(OP["PERSONA_DESCRIBE"], w.b, dec)])
 
     def _enc_model_def(self, w, table, columns, mode, max_delay_ms):
         ids = self._column_ids(table, columns)

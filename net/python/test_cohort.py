@@ -668,6 +668,31 @@ class ServerTest(unittest.TestCase):
                                          where=F("x") > 5)
             self.assertEqual(count, 20)
 
+    def test_persona_describe_centroids_are_member_means(self):
+        with self.client("read") as c:
+            d = c.persona_describe("pts", "m")
+            self.assertEqual((d["version"], d["k"], d["dim"], d["mode"]),
+                             (self.version, 2, 2, "at_once"))
+            self.assertFalse(d["training"])
+            self.assertEqual(d["assigned"], 40)
+            ids = [c.describe("pts").column(n).id for n in ("x", "y")]
+            self.assertEqual(d["columns"], ids)
+            self.assertEqual(d["names"], ["", ""])
+            self.assertEqual(d["centroids"].shape, (2, 2))
+            self.assertEqual(d["centroids"].dtype, np.float64)
+            self.assertEqual(sorted(d["sizes"].tolist()), [20, 20])
+            self.assertTrue(np.all(d["typical"] > 0))
+            # a trained centroid is the mean of its members (input units)
+            for p in range(2):
+                _, keys = c.persona_members("pts", "m", p, limit=100)
+                b = c.get_many("pts", keys, cols=["x", "y"])
+                want = [float(np.mean(b["x"])), float(np.mean(b["y"]))]
+                np.testing.assert_allclose(d["centroids"][p], want,
+                                           atol=1e-3)
+            with self.assertRaises(CohortError) as cm:
+                c.persona_describe("pts", "nomodel")
+            self.assertEqual(cm.exception.name, "ENOTFOUND")
+
     def test_persona_upload_and_retrain(self):
         with self.client("admin") as c:
             v = c.persona_upload("pts", "up", ["x", "y"],

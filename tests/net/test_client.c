@@ -581,6 +581,43 @@ static void make_clusters(cohort_persona_mode mode)
 	cr_assert_eq(version, 1);
 }
 
+Test(client, persona_describe_gives_centroids_in_column_units)
+{
+	make_clusters(COHORT_PERSONA_AT_ONCE);
+	const cohort_client_model *m;
+	int rc = cohort_client_persona_describe(cl, "users", "seg", &m);
+	cr_assert_eq(rc, 0, "%s", cohort_client_errmsg(cl));
+	cr_assert_eq(m->version, 1);
+	cr_assert_eq(m->k, 2);
+	cr_assert_eq(m->dim, 2);
+	cr_assert_eq(m->mode, COHORT_PERSONA_AT_ONCE);
+	cr_assert_not(m->training);
+	cr_assert_eq(m->assigned, 100);
+	cr_assert_eq(m->ncolumns, 2);
+	cr_assert_eq(m->columns[0], C_AGE);
+	cr_assert_eq(m->columns[1], C_SCORE);
+	/* the clusters' means: age 22 (score 2.2) and 72 (7.2) */
+	uint32_t young = m->centroids[0] < m->centroids[2] ? 0 : 1;
+	for (uint32_t p = 0; p < 2; p++) {
+		double age = p == young ? 22 : 72;
+		cr_assert_eq(m->sizes[p], 50, "persona %u", p);
+		cr_assert_str_eq(m->names[p], "");
+		cr_assert_geq(m->typical[p], 0);
+		cr_assert_float_eq(m->centroids[p * 2], age, 1e-6,
+				   "age of %u: %g", p, m->centroids[p * 2]);
+		cr_assert_float_eq(m->centroids[p * 2 + 1], age / 10, 1e-6,
+				   "score of %u: %g", p,
+				   m->centroids[p * 2 + 1]);
+	}
+
+	rc = cohort_client_persona_describe(cl, "users", "nomodel", &m);
+	cr_assert_eq(rc, COHORT_ENOTFOUND, "%s", cohort_client_errmsg(cl));
+	cr_assert(strstr(cohort_client_errmsg(cl), "nomodel"), "%s",
+		  cohort_client_errmsg(cl));
+	cr_assert_eq(cohort_client_persona_describe(cl, "users", "bad name!",
+						    &m), COHORT_EBADNAME);
+}
+
 Test(client, personas_train_sizes_assign_members)
 {
 	make_clusters(COHORT_PERSONA_AT_ONCE);

@@ -888,6 +888,144 @@ Test(conn, persona_upload_assign_members_sizes)
 	cr_assert(strstr(x.msg, "nomodel"), "message '%s'", x.msg);
 }
 
+/* PERSONA_DESCRIBE's header, checked, up to the first persona. */
+static resp describe_model(const char *model, uint64_t version, uint32_t k,
+			   uint32_t dim, const int *cols, uint8_t ncols,
+			   uint64_t assigned)
+{
+	proto_req r = rq(PROTO_OP_PERSONA_DESCRIBE, "cust");
+	snprintf(r.name, sizeof(r.name), "%s", model);
+	resp x = call_ok(&r);
+	cr_assert_eq(proto_r_u64(&x.r), version);
+	cr_assert_eq(proto_r_u32(&x.r), k);
+	cr_assert_eq(proto_r_u32(&x.r), dim);
+	cr_assert_eq(proto_r_u8(&x.r), COHORT_PERSONA_AT_ONCE);
+	cr_assert_eq(proto_r_u8(&x.r), 0, "training");
+	cr_assert_eq(proto_r_u64(&x.r), 0, "pending");
+	cr_assert_eq(proto_r_u64(&x.r), assigned);
+	cr_assert_eq(proto_r_u8(&x.r), ncols);
+	for (uint8_t i = 0; i < ncols; i++)
+		cr_assert_eq(proto_r_u16(&x.r), cols[i]);
+	return x;
+}
+
+Test(conn, persona_describe_vec_model_centroids_and_names)
+{
+	make_table();
+	put_rows(0, 10);
+	upload_model();
+	cohort_table *t;
+	OK(cohort_table_open(db, "cust", &t));
+	OK(cohort_persona_name(t, "seg", 1, "high"));
+
+	int cols[] = { C_V };
+	resp x = describe_model("seg", 1, 2, 4, cols, 1, 10);
+	for (uint32_t p = 0; p < 2; p++) {
+		double typical;
+		OK(cohort_persona_centroid(t, "seg", p, NULL, NULL, NULL,
+					   &typical));
+		cr_assert_eq(proto_r_u64(&x.r), 5, "size of %u", p);
+		cr_assert_eq(proto_r_f64(&x.r), typical);
+		name_is(&x.r, p ? "high" : "");
+		for (int j = 0; j < 4; j++)
+			cr_assert_eq(proto_r_f64(&x.r), p * 10.0,
+				     "centroid %u[%d]", p, j);
+	}
+	done(&x);
+
+	/* a retrain is a new version; its names start empty */
+	proto_req r = rq(PROTO_OP_PERSONA_TRAIN, "cust");
+	snprintf(r.name, sizeof(r.name), "seg");
+	r.u.train.k = 2;
+	r.u.train.seed = 3;
+	x = call_ok(&r);
+	cr_assert_eq(proto_r_u64(&x.r), 2);
+	done(&x);
+	x = describe_model("seg", 2, 2, 4, cols, 1, 10);
+	double sum[4] = { 0 };
+	for (uint32_t p = 0; p < 2; p++) {
+		cr_assert_eq(proto_r_u64(&x.r), 5);
+		cr_assert_geq(proto_r_f64(&x.r), 0);
+		name_is(&x.r, "");
+		for (int j = 0; j < 4; j++)
+			sum[j] += proto_r_f64(&x.r);
+	}
+	done(&x);
+	/* the two clusters' means: 0 + 10 (+ 0.01 j each) */
+	for (int j = 0; j < 4; j++)
+		cr_assert_float_eq(sum[j], 10 + 0.02 * j, 1e-4, "element %d", j);
+}
+
+Test(conn, persona_describe_numeric_model_in_column_units)
+{
+	make_table();
+	put_rows(0, 10);
+	/* z-space centroids (-1, -1) and (1, 1) over age (mean 25, sd 5) and
+	 * score (mean 2, sd 1): (20, 1) and (30, 3) in the columns' units.
+	 * Row i: z sum 0.7 i - 3, so rows 0..4 go to persona 0. */
+	int cols[] = { C_AGE, C_SCORE };
+	float cent[4] = { -1, -1, 1, 1 };
+	double mean[2] = { 25, 2 }, sd[2] = { 5, 1 };
+	proto_req r = rq(PROTO_OP_PERSONA_UPLOAD, "cust");
+	snprintf(r.name, sizeof(r.name), "num");
+	r.u.upload.ncols = 2;
+	r.u.upload.cols = cols;
+	r.u.upload.k = 2;
+	r.u.upload.dim = 2;
+	r.u.upload.centroids = cent;
+	r.u.upload.mean = mean;
+	r.u.upload.sd = sd;
+	resp x = call_ok(&r);
+	cr_assert_eq(proto_r_u64(&x.r), 1);
+	done(&x);
+
+	cohort_table *t;
+	OK(cohort_table_open(db, "cust", &t));
+	x = describe_model("num", 1, 2, 2, cols, 2, 10);
+	static const double want[2][2] = { { 20, 1 }, { 30, 3 } };
+	for (uint32_t p = 0; p < 2; p++) {
+		double ce[2];
+		uint64_t size;
+		OK(cohort_persona_centroid(t, "num", p, NULL, ce, &size, NULL));
+		cr_assert_eq(size, 5);
+		cr_assert_eq(proto_r_u64(&x.r), 5, "size of %u", p);
+		proto_r_f64(&x.r);
+		name_is(&x.r, "");
+		for (int j = 0; j < 2; j++) {
+			double v = proto_r_f64(&x.r);
+			cr_assert_eq(v, ce[j], "centroid %u[%d]", p, j);
+			cr_assert_float_eq(v, want[p][j], 1e-9,
+					   "centroid %u[%d]: %g", p, j, v);
+		}
+	}
+	done(&x);
+}
+
+Test(conn, persona_describe_refuses_over_frame_and_unknown_model)
+{
+	make_table();
+	put_rows(0, 4);
+	upload_model();            /* k 2 x dim 4 x 8 = 64 bytes */
+	env.max_frame = 63;
+	proto_req r = rq(PROTO_OP_PERSONA_DESCRIBE, "cust");
+	snprintf(r.name, sizeof(r.name), "seg");
+	resp x = call(&r);
+	cr_assert_eq(x.status, COHORT_ELIMIT, "%s", x.msg);
+	cr_assert(strstr(x.msg, "frame limit"), "message '%s'", x.msg);
+	/* centroids that fit but a response that does not */
+	env.max_frame = 64;
+	r.hdr.id = ++next_id;
+	x = call(&r);
+	cr_assert_eq(x.status, COHORT_ELIMIT, "%s", x.msg);
+	env.max_frame = 1u << 20;
+
+	r = rq(PROTO_OP_PERSONA_DESCRIBE, "cust");
+	snprintf(r.name, sizeof(r.name), "nomodel");
+	x = call(&r);
+	cr_assert_eq(x.status, COHORT_ENOTFOUND, "%s", x.msg);
+	cr_assert(strstr(x.msg, "nomodel"), "message '%s'", x.msg);
+}
+
 /* The CHANGES frames waiting in got: n changes in all, checked to be
  * pushes of subscription id. */
 static uint32_t read_pushes(uint32_t id, char keys[][8])

@@ -342,6 +342,9 @@ static bool sample(int i, proto_req *q)
 		q->hdr.opcode = PROTO_OP_STATS;
 		q->table[0] = q->name[0] = '\0';
 		break;
+	case 31:
+		q->hdr.opcode = PROTO_OP_PERSONA_DESCRIBE;
+		break;
 	default:
 		return false;
 	}
@@ -603,6 +606,7 @@ static void req_eq(const proto_req *a, const proto_req *b)
 	case PROTO_OP_DESCRIBE:
 	case PROTO_OP_INDEX_DROP:
 	case PROTO_OP_PERSONA_SIZES:
+	case PROTO_OP_PERSONA_DESCRIBE:
 	case PROTO_OP_UNSUBSCRIBE:
 	case PROTO_OP_SNAPSHOT:
 	case PROTO_OP_STATS:
@@ -733,7 +737,7 @@ Test(proto, samples_round_trip)
 			proto_req_encode(&wb, &q);
 		write_file(dir, "stream-put-event-delete", wb.buf, wb.len);
 	}
-	cr_assert_eq(i, 31);
+	cr_assert_eq(i, 32);
 }
 
 Test(proto, every_opcode_has_a_sample)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -394,6 +395,56 @@ static void check_loaded(cohort_client *c)
 	cr_assert_eq(n, 3);
 }
 
+/* A number as cohort-run prints it. */
+static void fmt_num(char *out, size_t len, double v)
+{
+	double a = fabs(v);
+	snprintf(out, len, "%.*f", a >= 100 ? 0 : a >= 10 ? 1 : 2,
+		 round(v * 100) == 0 ? 0.0 : v);
+}
+
+/* cohort-run's output describes every persona of table.model by the
+ * model's own centroid (PERSONA_DESCRIBE) and its size. */
+static void check_centroids_printed(cohort_client *c, const char *out,
+				    const char *table, const char *model,
+				    const char *unit)
+{
+	const cohort_client_table *t;
+	cr_assert_eq(cohort_client_describe(c, table, &t), 0, "%s",
+		     cohort_client_errmsg(c));
+	char colname[64][COHORT_MAX_NAME + 1];
+	cr_assert_leq(t->ncols, 64);
+	for (size_t i = 0; i < t->ncols; i++)
+		snprintf(colname[i], sizeof colname[i], "%s", t->cols[i].name);
+	const cohort_client_model *m;
+	cr_assert_eq(cohort_client_persona_describe(c, table, model, &m), 0,
+		     "%s", cohort_client_errmsg(c));
+	cr_assert_eq(m->dim, m->ncolumns);
+	char head[128];
+	snprintf(head, sizeof head, "personas %s.%s: k = %u", table, model,
+		 m->k);
+	const char *sec = strstr(out, head);
+	cr_assert(sec, "no '%s' in:\n%s", head, out);
+	for (uint32_t p = 0; p < m->k; p++) {
+		char want[1024], num[32];
+		int len = snprintf(want, sizeof want, "\n  %u: %5" PRIu64 " %s (",
+				   p, m->sizes[p], unit);
+		const char *line = strstr(sec, want);
+		cr_assert(line, "no '%s' in:\n%s", want + 1, sec);
+		len = snprintf(want, sizeof want, "\n     centroid:");
+		for (size_t j = 0; j < m->ncolumns; j++) {
+			fmt_num(num, sizeof num,
+				m->centroids[(size_t)p * m->dim + j]);
+			len += snprintf(want + len, sizeof want - (size_t)len,
+					" %s %s", colname[m->columns[j]], num);
+		}
+		snprintf(want + len, sizeof want - (size_t)len, "\n");
+		const char *cl = strstr(line + 1, "\n     centroid:");
+		cr_assert(cl && strncmp(cl, want, strlen(want)) == 0,
+			  "persona %u: want '%s' in:\n%s", p, want + 1, line);
+	}
+}
+
 Test(run, loads_the_synthetic_data_then_reuses_it)
 {
 	rt t;
@@ -434,11 +485,14 @@ Test(run, loads_the_synthetic_data_then_reuses_it)
 	cr_assert(strstr(out, "reusing the data in"), "%s", out);
 	cr_assert_null(strstr(out, "loading"), "%s", out);
 	cr_assert_null(strstr(out, tok + 6), "the token was printed");
-	free(out);
 	cr_log_info("run: first start %.2f s, second %.2f s", first, second);
 
 	cohort_client *c = rt_serve(&t);
 	check_loaded(c);
+	/* the second start's summary, against the models it reused */
+	check_centroids_printed(c, out, "bank", "segments", "customers");
+	check_centroids_printed(c, out, "account", "profiles", "accounts");
+	free(out);
 	cohort_client_close(c);
 	rt_interrupt(&t);
 	rt_cleanup(&t);
@@ -550,6 +604,12 @@ Test(run, real_data)
 	/* the segments model is the one docs/personas.md describes */
 	cr_assert(strstr(out, "  1:  2348 customers (11.1%), y 19.4%"), "%s", out);
 	cr_assert(strstr(out, "  3:   729 customers ( 3.4%), y 58.7%"), "%s", out);
+	/* centroids in words and numbers (docs/personas.md's table) */
+	cr_assert(strstr(out, "  1:  2348 customers (11.1%), y 19.4%: long calls "
+			 "(duration 572 vs 259)\n     centroid: age 36.5 "
+			 "balance 886 duration 572 "), "%s", out);
+	cr_assert_null(strstr(out, " -0.00"), "a zero printed as -0.00:\n%s",
+		       out);
 	free(out);
 	cr_log_info("run: real data loaded in %.2f s", secs);
 	rt_cleanup(&t);
