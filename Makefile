@@ -84,14 +84,14 @@ FLAGS_avx2   := -mavx2 -mfma -mpopcnt
 FLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mpopcnt
 
 STORE_SRC := store/error.c store/keymap.c store/dict.c store/table.c \
-	store/write.c store/read.c store/filter.c store/csv.c \
+	store/write.c store/read.c store/filter.c \
 	store/io.c store/wal.c store/persist.c store/snapshot.c store/persona.c \
 	store/rowq.c store/ann.c
 
 # net/: the protocol codec and the client library (libcohort-client.a,
 # which needs only cohort.h's types and error table), the server's modules
 # (cohortd = server objects + cohortd.c's main), and the CLI.
-CLIENT_SRC := $(wildcard net/proto.c net/client.c) store/error.c
+CLIENT_SRC := $(wildcard net/proto.c net/client.c net/csv.c) store/error.c
 SERVER_SRC := $(wildcard net/conn.c net/handler.c net/auth.c net/metrics.c \
 	net/server.c)
 CLIENT_LIB := $(BUILD)/libcohort-client.a

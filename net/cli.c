@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cohort_client.h"
+#include "csv.h"
 
 enum {
 	EXIT_OK = 0,
@@ -1808,8 +1809,8 @@ static int cmd_snapshot(int argc, char **argv)
 /* ------------------------------------------------------------------------
  * load: a CSV file as PUTs, or newline-delimited JSON events as EVENTs
  *
- * The input goes through a buffered reader (struct src) that counts lines
- * and bytes. Each row is parsed per the table's columns (DESCRIBE) into the
+ * A CSV file goes through the csv reader (csv.h), NDJSON through a line
+ * reader (struct src); both count lines and bytes. Each row is parsed per the table's columns (DESCRIBE) into the
  * batch being built, whose memory is an arena; a full batch is encoded and
  * queued at once (cohort_client_send), which frees the arena for the next,
  * and up to `depth` batches stay in flight: while the server applies one,
@@ -1834,11 +1835,12 @@ static int cmd_snapshot(int argc, char **argv)
 #define LOAD_DEPTH_MAX 64
 #define BAD_SHOWN 10               /* bad lines printed with --skip-bad */
 
+/* The input: its file descriptor, and for NDJSON a buffered line reader
+ * (CSV goes through the csv reader of csv.h, on the same descriptor). */
 struct src {
 	int fd, own_fd;
 	char *buf;
 	size_t len, pos, cap;      /* buf[pos..len) not read yet */
-	int keep;                  /* keep what was read (inference of a pipe) */
 	int eof, err;              /* err: errno of a failed read */
 	uint64_t base;             /* input offset of buf[0] */
 	uint64_t size;             /* a regular file's size; 0 unknown */
@@ -1859,9 +1861,7 @@ static int src_open(struct src *s, const char *path)
 	struct stat st;
 	if (fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode))
 		s->size = (uint64_t)st.st_size;
-	s->cap = SRC_CHUNK;
-	s->buf = malloc(s->cap);
-	return s->buf ? 0 : -ENOMEM;
+	return 0;
 }
 
 static void src_close(struct src *s)
@@ -1879,20 +1879,17 @@ static int src_fill(struct src *s)
 		return 1;
 	if (s->eof || s->err)
 		return 0;
-	if (!s->keep) {
-		s->base += s->len;
-		s->len = s->pos = 0;
-	} else if (s->len == s->cap) {
-		char *p = realloc(s->buf, s->cap * 2);
-		if (!p) {
+	if (!s->buf) {
+		s->cap = SRC_CHUNK;
+		if (!(s->buf = malloc(s->cap))) {
 			s->err = ENOMEM;
 			return 0;
 		}
-		s->buf = p;
-		s->cap *= 2;
 	}
+	s->base += s->len;
+	s->len = s->pos = 0;
 	for (;;) {
-		ssize_t n = read(s->fd, s->buf + s->len, s->cap - s->len);
+		ssize_t n = read(s->fd, s->buf, s->cap);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1903,62 +1900,23 @@ static int src_fill(struct src *s)
 			s->eof = 1;
 			return 0;
 		}
-		s->len += (size_t)n;
+		s->len = (size_t)n;
 		return 1;
 	}
 }
 
-static inline int src_getc(struct src *s)
-{
-	if (s->pos == s->len && !src_fill(s))
-		return EOF;
-	return (unsigned char)s->buf[s->pos++];
-}
-
-static inline int src_peek(struct src *s)
-{
-	if (s->pos == s->len && !src_fill(s))
-		return EOF;
-	return (unsigned char)s->buf[s->pos];
-}
-
-static uint64_t src_offset(const struct src *s)
-{
-	return s->base + s->pos;
-}
-
-/* Go back to input offset off (line `line`): in the kept buffer, or by
- * seeking. Returns 0 or -errno. */
-static int src_rewind(struct src *s, uint64_t off, long line)
-{
-	if (s->keep) {
-		s->pos = (size_t)off;     /* base is 0 while keeping */
-		s->keep = 0;
-	} else {
-		if (lseek(s->fd, (off_t)off, SEEK_SET) < 0)
-			return -errno;
-		s->base = off;
-		s->len = s->pos = 0;
-		s->eof = 0;
-	}
-	s->line = line;
-	return 0;
-}
-
-/* A record: fields NUL-terminated one after the other in b. */
-struct rec {
+/* A line of NDJSON input. */
+struct line {
 	char *b;
 	size_t len, cap;
-	size_t *off;               /* field i at b + off[i] */
-	size_t n, n_cap;
-	long line;                 /* the line it starts on */
+	long line;                 /* its number */
 };
 
-static int rec_put(struct rec *r, const char *p, size_t n)
+static int line_put(struct line *r, const char *p, size_t n)
 {
-	if (r->len + n > r->cap) {
+	if (r->len + n + 1 > r->cap) {
 		size_t cap = r->cap ? r->cap : 4096;
-		while (cap < r->len + n)
+		while (cap < r->len + n + 1)
 			cap *= 2;
 		char *b = realloc(r->b, cap);
 		if (!b)
@@ -1971,141 +1929,10 @@ static int rec_put(struct rec *r, const char *p, size_t n)
 	return 0;
 }
 
-static int rec_putc(struct rec *r, char ch)
-{
-	if (r->len < r->cap) {
-		r->b[r->len++] = ch;
-		return 0;
-	}
-	return rec_put(r, &ch, 1);
-}
-
-static int rec_field(struct rec *r)
-{
-	if (r->n == r->n_cap) {
-		size_t cap = r->n_cap ? r->n_cap * 2 : 64;
-		size_t *p = realloc(r->off, cap * sizeof *p);
-		if (!p)
-			return -1;
-		r->off = p;
-		r->n_cap = cap;
-	}
-	r->off[r->n++] = r->len;
-	return 0;
-}
-
-static void rec_free(struct rec *r)
-{
-	free(r->b);
-	free(r->off);
-}
-
-static const char *rec_f(const struct rec *r, size_t i)
-{
-	return r->b + r->off[i];
-}
-
-static void src_skip_line(struct src *s)
-{
-	int ch;
-	while ((ch = src_getc(s)) != EOF && ch != '\n')
-		;
-	if (ch == '\n')
-		s->line++;
-}
-
-/*
- * The next record of CSV input separated by sep (RFC 4180: a field in
- * double quotes may hold the separator, newlines and "" for a quote; LF or
- * CRLF ends a record; a quote inside an unquoted field is kept as it is).
- * Returns 1 with a record, 0 at the end of the input, -1 for a malformed
- * record (why says how; the input is left at the next line), -2 for a read
- * error or no memory.
- */
-static int csv_next(struct src *s, int sep, struct rec *r, char *why,
-		    size_t why_len)
-{
-	r->len = r->n = 0;
-	int ch = src_getc(s);
-	if (ch == EOF)
-		return s->err ? -2 : 0;
-	r->line = s->line + 1;
-	if (rec_field(r) < 0)
-		return -2;
-	for (;; ch = src_getc(s)) {
-		if (ch == EOF) {
-			if (s->err)
-				return -2;
-			break;
-		}
-		if (ch == '\n') {
-			s->line++;
-			break;
-		}
-		if (ch == '\r' && src_peek(s) == '\n')
-			continue;
-		if (ch == sep) {
-			if (rec_putc(r, 0) < 0 || rec_field(r) < 0)
-				return -2;
-			continue;
-		}
-		if (ch == '"' && r->len == r->off[r->n - 1]) {
-			for (;;) {
-				ch = src_getc(s);
-				if (ch == EOF) {
-					if (s->err)
-						return -2;
-					snprintf(why, why_len, "field %zu: the quote "
-						 "opened on this line is never closed", r->n);
-					return -1;
-				}
-				if (ch == '"') {
-					if (src_peek(s) != '"')
-						break;
-					src_getc(s);
-				} else if (ch == '\n') {
-					s->line++;
-				}
-				if (rec_putc(r, (char)ch) < 0)
-					return -2;
-			}
-			int nx = src_peek(s);
-			if (nx != sep && nx != '\n' && nx != '\r' && nx != EOF) {
-				snprintf(why, why_len, "field %zu: text after its closing "
-					 "quote (a quote inside a quoted field is "
-					 "written \"\")", r->n);
-				src_skip_line(s);
-				return -1;
-			}
-			continue;
-		}
-		if (rec_putc(r, (char)ch) < 0)
-			return -2;
-	}
-	return rec_putc(r, 0) < 0 ? -2 : 1;
-}
-
-/* The separator of the first line: the most frequent of , ; and tab
- * outside quotes (',' when none). */
-static int detect_sep(struct src *s)
-{
-	src_fill(s);
-	size_t n[3] = { 0, 0, 0 };
-	int quoted = 0;
-	for (size_t i = s->pos; i < s->len && (quoted || s->buf[i] != '\n'); i++) {
-		char ch = s->buf[i];
-		if (ch == '"')
-			quoted = !quoted;
-		else if (!quoted)
-			n[0] += ch == ',', n[1] += ch == ';', n[2] += ch == '\t';
-	}
-	return n[1] > n[0] && n[1] >= n[2] ? ';' : n[2] > n[0] ? '\t' : ',';
-}
-
 /* One line (without its LF, and a CR before it) into r->b, NUL-terminated.
  * 1, 0 at the end, -1 for a line over LINE_MAX_BYTES (skipped), -2 read
  * error or no memory. */
-static int src_line(struct src *s, struct rec *r)
+static int src_line(struct src *s, struct line *r)
 {
 	r->len = 0;
 	if (!src_fill(s))
@@ -2119,7 +1946,7 @@ static int src_line(struct src *s, struct rec *r)
 		size_t take = nl ? (size_t)(nl - b) : avail;
 		if (r->len + take > LINE_MAX_BYTES)
 			too_long = 1;
-		else if (rec_put(r, b, take) < 0)
+		else if (line_put(r, b, take) < 0)
 			return -2;
 		s->pos += take + (nl != NULL);
 		if (nl) {
@@ -2133,9 +1960,9 @@ static int src_line(struct src *s, struct rec *r)
 		return -1;
 	if (r->len && r->b[r->len - 1] == '\r')
 		r->len--;
-	if (rec_putc(r, 0) < 0)
+	if (line_put(r, "", 0) < 0)
 		return -2;
-	r->len--;
+	r->b[r->len] = '\0';
 	return 1;
 }
 
@@ -2151,6 +1978,7 @@ struct loader {
 	int events, skip_bad, tty;
 	const cohort_client_table *t;
 	struct src src;
+	csv_reader *csv;           /* CSV input, or NULL (NDJSON) */
 	size_t batch_max, batch_bytes_max, depth;
 	proto_req req;
 	void *rows;                /* proto_put_row or proto_event_row [batch_max] */
@@ -2198,7 +2026,9 @@ static void progress(struct loader *ld, int force)
 	double secs = now - ld->t0;
 	char bar[64] = "";
 	if (ld->src.size) {
-		double frac = (double)src_offset(&ld->src) / (double)ld->src.size;
+		uint64_t off = ld->csv ? csv_offset(ld->csv)
+				       : ld->src.base + ld->src.pos;
+		double frac = (double)off / (double)ld->src.size;
 		if (frac > 1)
 			frac = 1;
 		int w = 30, k = (int)(frac * w);
@@ -2676,7 +2506,7 @@ static int check_schema(const struct loader *ld, const char *path,
 }
 
 /* Parse a CSV record into the batch. 0; -1 a bad line (why); -2 fatal. */
-static int csv_row(struct loader *ld, const struct rec *r, const int *map,
+static int csv_row(struct loader *ld, const csv_reader *r, const int *map,
 		   long key_field, uint64_t ordinal, char *why, size_t why_len)
 {
 	char num[24];
@@ -2686,25 +2516,30 @@ static int csv_row(struct loader *ld, const struct rec *r, const int *map,
 		key_len = (size_t)snprintf(num, sizeof num, "%" PRIu64, ordinal);
 		key = num;
 	} else {
-		key = rec_f(r, (size_t)key_field);
-		key_len = strlen(key);
+		key = r->fields[key_field].ptr;
+		key_len = r->fields[key_field].len;
 		if (key_len == 0 || key_len > COHORT_MAX_KEY) {
 			snprintf(why, why_len, "the key (field %ld) must be 1 to %d "
 				 "bytes, not %zu", key_field + 1, COHORT_MAX_KEY, key_len);
 			return -1;
 		}
 	}
-	size_t nf = r->n - (key_field >= 0);
-	char *copy = proto_arena_alloc(&ld->arena, r->len + key_len);
+	/* the record's fields are one block (csv.h): copied into the arena
+	 * at once, the key after them */
+	size_t nf = r->nfields - (key_field >= 0);
+	const char *rec = r->fields[0].ptr;
+	const csv_field *last = &r->fields[r->nfields - 1];
+	size_t rec_len = (size_t)(last->ptr + last->len + 1 - rec);
+	char *copy = proto_arena_alloc(&ld->arena, rec_len + key_len);
 	cohort_field *f = proto_arena_alloc(&ld->arena, (nf ? nf : 1) * sizeof *f);
 	if (!copy || !f) {
 		ld->dead = failf(EXIT_FAIL, "out of memory");
 		return -2;
 	}
-	memcpy(copy, r->b, r->len);
-	memcpy(copy + r->len, key, key_len);
+	memcpy(copy, rec, rec_len);
+	memcpy(copy + rec_len, key, key_len);
 	size_t k = 0, bytes = key_len + 11;
-	for (size_t i = 0; i < r->n; i++) {
+	for (size_t i = 0; i < r->nfields; i++) {
 		if ((long)i == key_field)
 			continue;
 		const cohort_client_column_info *ci = &ld->t->cols[map[i]];
@@ -2714,15 +2549,15 @@ static int csv_row(struct loader *ld, const struct rec *r, const int *map,
 			ld->dead = failf(EXIT_FAIL, "out of memory");
 			return -2;
 		}
-		if (parse_value(ci, copy + r->off[i], vec, &f[k].value, why,
-				why_len) < 0)
+		if (parse_value(ci, copy + (r->fields[i].ptr - rec), vec,
+				&f[k].value, why, why_len) < 0)
 			return -1;
 		f[k].column = ci->id;
 		bytes += 2 + value_bytes(&f[k].value);
 		k++;
 	}
 	proto_put_row *row = &((proto_put_row *)ld->rows)[ld->n];
-	row->key.ptr = copy + r->len;
+	row->key.ptr = copy + rec_len;
 	row->key.len = (uint8_t)key_len;
 	row->time = COHORT_NOW;
 	row->nfields = (uint16_t)k;
@@ -2786,9 +2621,8 @@ struct csv_args {
 
 static int load_csv(struct loader *ld, const struct csv_args *a)
 {
-	struct rec r;
-	memset(&r, 0, sizeof r);
-	char why[1400], *headbuf = NULL, *schema_text = NULL, *created = NULL;
+	csv_reader r;
+	char why[1400], *schema_text = NULL, *created = NULL;
 	const char **head = NULL;
 	int *map = NULL;
 	cohort_column_def *defs = NULL;
@@ -2805,29 +2639,30 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 		return failf(EXIT_NOTFOUND, "no table '%s': --create makes it with the "
 			     "types of %s's values, --schema FILE with the columns "
 			     "FILE lists", ld->table, ld->file);
-	int sep = a->sep ? a->sep[0] : detect_sep(&ld->src);
-	int k = csv_next(&ld->src, sep, &r, why, sizeof why);
-	if (k <= 0) {
-		rc = k == 0 ? failf(EXIT_FAIL, "%s: empty: a header line is expected",
-				    ld->file)
-		     : k == -1 ? failf(EXIT_FAIL, "%s:%ld: the header: %s", ld->file,
-				       r.line, why)
-		     : failf(EXIT_FAIL, "%s: %s", ld->file,
-			     ld->src.err ? strerror(ld->src.err) : "out of memory");
+	/* blank lines are skipped and the field count is checked here, so
+	 * that a short line is a bad line like any other */
+	csv_opts o = { .delim = a->sep ? a->sep[0] : 0,
+		       .flags = CSV_SKIP_BLANK | CSV_ANY_WIDTH };
+	int k = csv_open_opts(&r, &o, NULL, ld->src.fd, NULL, 0);
+	ld->csv = &r;
+	if (k < 0) {
+		if (k == COHORT_ECORRUPT)
+			rc = failf(EXIT_FAIL, "%s:%llu: the header: %s", ld->file,
+				   (unsigned long long)r.err_line, csv_why(&r));
+		else
+			rc = failf(EXIT_FAIL, "%s: %s", ld->file, csv_why(&r));
 		goto out;
 	}
-	long head_line = r.line;
-	nhead = r.n;
-	headbuf = malloc(r.len);
+	long head_line = (long)r.line;
+	nhead = r.nheader;
 	head = calloc(nhead, sizeof *head);
 	map = calloc(nhead, sizeof *map);
-	if (!headbuf || !head || !map) {
+	if (!head || !map) {
 		rc = failf(EXIT_FAIL, "out of memory");
 		goto out;
 	}
-	memcpy(headbuf, r.b, r.len);
 	for (size_t i = 0; i < nhead; i++)
-		head[i] = headbuf + r.off[i];
+		head[i] = r.header[i].ptr;     /* valid until csv_close */
 	long key_field = a->key_rownum ? -1 : 0;
 	if (a->key) {
 		key_field = -1;
@@ -2846,8 +2681,6 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 				   ld->file, head_line, i + 1);
 			goto out;
 		}
-	uint64_t data_off = src_offset(&ld->src);
-	long data_line = ld->src.line;
 
 	if (a->schema) {
 		if ((rc = read_schema(a->schema, &schema_text, &defs, &def_lines,
@@ -2871,23 +2704,26 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 		}
 		for (size_t i = 0; i < nhead; i++)
 			g[i] = (struct guess){ 0, 1, 1, 1, 1 };
-		ld->src.keep = !ld->src.size;
-		while ((k = csv_next(&ld->src, sep, &r, why, sizeof why)) != 0) {
-			if (k == -2)
-				break;
-			if (k == 1 && r.n == nhead) {
-				for (size_t i = 0; i < nhead; i++)
-					guess_cell(&g[i], rec_f(&r, i));
-				ninferred++;
-			}
-			if (ld->src.keep && ld->src.len >= INFER_KEEP) {
-				partial = 1;
-				break;
+		if ((k = csv_mark(&r)) == 0) {
+			/* malformed records are left for the load to report */
+			while ((k = csv_next(&r)) != 0) {
+				if (k == COHORT_ECORRUPT)
+					k = csv_skip_bad(&r);
+				if (k < 0)
+					break;
+				if (k == 1 && r.nfields == nhead) {
+					for (size_t i = 0; i < nhead; i++)
+						guess_cell(&g[i], r.fields[i].ptr);
+					ninferred++;
+				}
+				if (csv_kept(&r) >= INFER_KEEP) {
+					partial = 1;
+					break;
+				}
 			}
 		}
-		if (k == -2 || src_rewind(&ld->src, data_off, data_line) < 0) {
-			rc = failf(EXIT_FAIL, "%s: %s", ld->file,
-				   ld->src.err ? strerror(ld->src.err) : "cannot read it again");
+		if (k < 0 || (k = csv_rewind(&r)) < 0) {
+			rc = failf(EXIT_FAIL, "%s: %s", ld->file, csv_why(&r));
 			goto out;
 		}
 		for (size_t i = 0; i < nhead; i++) {
@@ -2983,24 +2819,27 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 	ld->t0 = now_s();
 	uint64_t ordinal = 0;
 	for (;;) {
-		k = csv_next(&ld->src, sep, &r, why, sizeof why);
+		k = csv_next(&r);
 		if (k == 0)
 			break;
-		if (k == -2) {
-			ld->dead = failf(EXIT_FAIL, "%s:%ld: %s", ld->file, ld->src.line + 1,
-					 ld->src.err ? strerror(ld->src.err)
-						     : "out of memory");
+		long line = (long)r.line;
+		if (k == COHORT_ECORRUPT) {
+			line = (long)r.err_line;
+			snprintf(why, sizeof why, "%s", csv_why(&r));
+			k = csv_skip_bad(&r);
+		}
+		if (k < 0) {
+			ld->dead = failf(EXIT_FAIL, "%s:%llu: %s", ld->file,
+					 (unsigned long long)r.err_line, csv_why(&r));
 			rc = load_end(ld, 0, NULL);
 			goto out;
 		}
-		if (k == 1 && r.n == 1 && !r.b[0])
-			continue;           /* an empty line */
 		ordinal++;
 		ld->nread++;
-		int bad = k < 0;
-		if (!bad && r.n != nhead) {
+		int bad = k == 0;      /* csv_skip_bad: a malformed record */
+		if (!bad && r.nfields != nhead) {
 			snprintf(why, sizeof why, "wrong number of fields: %zu where the "
-				 "header has %zu", r.n, nhead);
+				 "header has %zu", r.nfields, nhead);
 			bad = 1;
 		}
 		if (!bad) {
@@ -3011,7 +2850,7 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 			}
 			bad = x < 0;
 		}
-		if (bad && (rc = on_bad(ld, r.line, why)))
+		if (bad && (rc = on_bad(ld, line, why)))
 			goto out;
 		if (ld->stop_line) {
 			rc = load_end(ld, 0, NULL);
@@ -3023,8 +2862,8 @@ static int load_csv(struct loader *ld, const struct csv_args *a)
 		goto out;
 	summary(ld, created);
 out:
-	rec_free(&r);
-	free(headbuf);
+	csv_close(&r);
+	ld->csv = NULL;
 	free(head);
 	free(map);
 	free(defs);
@@ -3547,9 +3386,13 @@ static int load_events(struct loader *ld)
 	int rc = cohort_client_describe(cl, ld->table, &ld->t);
 	if (rc < 0)
 		return fail(rc);
-	struct rec r;
+	struct line r;
 	memset(&r, 0, sizeof r);
 	char why[1400];
+	/* a UTF-8 byte order mark */
+	if (src_fill(&ld->src) && ld->src.len - ld->src.pos >= 3 &&
+	    memcmp(ld->src.buf + ld->src.pos, "\xef\xbb\xbf", 3) == 0)
+		ld->src.pos += 3;
 	ld->t0 = now_s();
 	for (;;) {
 		int k = src_line(&ld->src, &r);
@@ -3589,7 +3432,7 @@ static int load_events(struct loader *ld)
 	if ((rc = load_end(ld, 0, NULL)) == 0)
 		summary(ld, NULL);
 out:
-	rec_free(&r);
+	free(r.b);
 	return rc;
 }
 
@@ -3667,9 +3510,6 @@ static int cmd_load(int argc, char **argv)
 		rc = failf(EXIT_FAIL, "%s: %s", ld->file, strerror(-rc));
 		goto out;
 	}
-	if (src_fill(&ld->src) && ld->src.len - ld->src.pos >= 3 &&
-	    memcmp(ld->src.buf + ld->src.pos, "\xef\xbb\xbf", 3) == 0)
-		ld->src.pos += 3;       /* a UTF-8 byte order mark */
 	rc = events ? load_events(ld) : load_csv(ld, &a);
 out:
 	src_close(&ld->src);

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "csv.h"
 #include "run_int.h"
 
 #define BATCH 1000
@@ -52,124 +53,65 @@
 #define PROFILE_DIM 8
 
 /* ------------------------------------------------------------------------
- * A strict reader of the data sets' CSV dialect: ';' separated, strings in
- * double quotes (no quote inside), CRLF or LF line ends, a header line.
- * The file is read whole and split in place (fields are NUL-terminated
- * where their separator or closing quote was).
+ * The data sets' files through the csv reader of csv.h: ';' separated,
+ * strings in double quotes, CRLF or LF line ends, a header line, blank
+ * lines skipped; any other deviation stops the load with the file and the
+ * line. A record's fields are valid until the next in_next.
  * ------------------------------------------------------------------------ */
-typedef struct csv {
+typedef struct infile {
 	char path[PATH_MAX];
-	char *buf;
-	size_t len, off;
+	FILE *fp;
+	csv_reader r;
 	long line;                 /* line of the current record (1: header) */
-	long next_line;
 	size_t nhead;
-	char *head[MAX_FIELDS];
-	size_t nf;
-	char *f[MAX_FIELDS];
-} csv;
+	const char *head[MAX_FIELDS];
+	const char *f[MAX_FIELDS];  /* the current record's fields */
+} infile;
 
-/* Parse the record at c->off into c->f; false at the end of the file.
- * Blank lines are skipped. */
-static bool csv_record(csv *c)
-{
-	for (;;) {
-		if (c->off >= c->len)
-			return false;
-		c->line = c->next_line++;
-		char *p = c->buf + c->off;
-		char *end = memchr(p, '\n', c->len - c->off);
-		if (!end)
-			end = c->buf + c->len;   /* buf has a spare byte */
-		c->off = (size_t)(end - c->buf) + 1;
-		if (end > p && end[-1] == '\r')
-			end--;
-		*end = 0;
-		if (end == p)
-			continue;
-		c->nf = 0;
-		for (;;) {
-			if (c->nf == MAX_FIELDS)
-				run_die("%s line %ld: more than %d fields",
-					c->path, c->line, MAX_FIELDS);
-			char *q;
-			if (*p == '"') {
-				q = strchr(p + 1, '"');
-				if (!q)
-					run_die("%s line %ld, field %zu: a quote "
-						"that is not closed", c->path,
-						c->line, c->nf + 1);
-				c->f[c->nf++] = p + 1;
-				*q++ = 0;
-				if (*q && *q != ';')
-					run_die("%s line %ld, field %zu: text after "
-						"the closing quote", c->path,
-						c->line, c->nf);
-			} else {
-				q = p + strcspn(p, ";\"");
-				if (*q == '"')
-					run_die("%s line %ld, field %zu: a quote "
-						"inside an unquoted field", c->path,
-						c->line, c->nf + 1);
-				c->f[c->nf++] = p;
-			}
-			if (*q == 0)
-				break;
-			*q = 0;
-			p = q + 1;
-		}
-		return true;
-	}
-}
-
-static void csv_open(csv *c, const char *dir, const char *file)
+static void in_open(infile *c, const char *dir, const char *file)
 {
 	memset(c, 0, sizeof *c);
 	snprintf(c->path, sizeof c->path, "%s/%s", dir, file);
-	FILE *fp = fopen(c->path, "rb");
-	if (!fp)
+	c->fp = fopen(c->path, "rb");
+	if (!c->fp)
 		run_die("cannot open %s: %s", c->path, strerror(errno));
-	size_t cap = 1 << 20;
-	c->buf = malloc(cap);
-	for (;;) {
-		if (!c->buf)
-			run_die("out of memory reading %s", c->path);
-		c->len += fread(c->buf + c->len, 1, cap - c->len - 1, fp);
-		if (c->len < cap - 1)
-			break;
-		cap *= 2;
-		c->buf = realloc(c->buf, cap);
-	}
-	if (ferror(fp))
-		run_die("cannot read %s: %s", c->path, strerror(errno));
-	fclose(fp);
-	c->buf[c->len] = 0;
-	c->next_line = 1;
-	if (!csv_record(c))
-		run_die("%s: empty (a header line is expected)", c->path);
-	c->nhead = c->nf;
-	memcpy(c->head, c->f, c->nf * sizeof c->f[0]);
+	csv_opts o = { .delim = ';', .flags = CSV_SKIP_BLANK };
+	if (csv_open_opts(&c->r, &o, c->fp, -1, NULL, 0) < 0)
+		run_die("%s line %llu: %s", c->path,
+			(unsigned long long)c->r.err_line, csv_why(&c->r));
+	if (c->r.nheader > MAX_FIELDS)
+		run_die("%s line 1: more than %d fields", c->path, MAX_FIELDS);
+	c->nhead = c->r.nheader;
+	for (size_t i = 0; i < c->nhead; i++)
+		c->head[i] = c->r.header[i].ptr;
+	c->line = 1;
 }
 
-static void csv_close(csv *c)
+static void in_close(infile *c)
 {
-	free(c->buf);
-	c->buf = NULL;
+	csv_close(&c->r);
+	if (c->fp)
+		fclose(c->fp);
+	c->fp = NULL;
 }
 
 /* The next record, with as many fields as the header; false at the end. */
-static bool csv_next(csv *c)
+static bool in_next(infile *c)
 {
-	if (!csv_record(c))
+	int rc = csv_next(&c->r);
+	if (rc < 0)
+		run_die("%s line %llu: %s", c->path,
+			(unsigned long long)c->r.err_line, csv_why(&c->r));
+	if (rc == 0)
 		return false;
-	if (c->nf != c->nhead)
-		run_die("%s line %ld: %zu fields, the header has %zu", c->path,
-			c->line, c->nf, c->nhead);
+	c->line = (long)c->r.line;
+	for (size_t i = 0; i < c->nhead; i++)
+		c->f[i] = c->r.fields[i].ptr;
 	return true;
 }
 
 /* The header must be exactly names[0..n). */
-static void csv_expect(csv *c, const char *const *names, size_t n)
+static void in_expect(infile *c, const char *const *names, size_t n)
 {
 	if (c->nhead != n)
 		run_die("%s: %zu columns in the header, expected %zu", c->path,
@@ -186,7 +128,7 @@ static bool is_null(const char *s)
 }
 
 /* Field i as an integer in [lo, hi]; false when null. */
-static bool get_i64(csv *c, size_t i, int64_t lo, int64_t hi, int64_t *out)
+static bool get_i64(infile *c, size_t i, int64_t lo, int64_t hi, int64_t *out)
 {
 	const char *s = c->f[i];
 	if (is_null(s))
@@ -203,7 +145,7 @@ static bool get_i64(csv *c, size_t i, int64_t lo, int64_t hi, int64_t *out)
 }
 
 /* Field i as a finite number; false when null. */
-static bool get_f64(csv *c, size_t i, double *out)
+static bool get_f64(infile *c, size_t i, double *out)
 {
 	const char *s = c->f[i];
 	if (is_null(s))
@@ -219,7 +161,7 @@ static bool get_f64(csv *c, size_t i, double *out)
 }
 
 /* A required integer (a key or an id). */
-static int64_t need_i64(csv *c, size_t i, int64_t lo, int64_t hi)
+static int64_t need_i64(infile *c, size_t i, int64_t lo, int64_t hi)
 {
 	int64_t v;
 	if (!get_i64(c, i, lo, hi, &v))
@@ -243,7 +185,7 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
 /* Field i, a YYMMDD date of the 1900s (card.asc adds " 00:00:00"), as
  * yyyymmdd. mm_women: birth numbers, where women have month + 50 (*female
  * says which). */
-static int32_t get_date(csv *c, size_t i, bool mm_women, bool *female)
+static int32_t get_date(infile *c, size_t i, bool mm_women, bool *female)
 {
 	const char *s = c->f[i];
 	int n = 0;
@@ -272,6 +214,51 @@ static cohort_time date_time(int32_t ymd)
 }
 
 /* ------------------------------------------------------------------------
+ * Copies of text values: a field of the csv reader lives only until its
+ * next record, a value until its batch is sent (the districts: the whole
+ * load). Blocks never move, so a copy stays where it is until text_free.
+ * ------------------------------------------------------------------------ */
+#define TEXT_BLOCK (64u << 10)
+
+typedef struct text_block {
+	struct text_block *next;
+	size_t used, cap;
+	char b[];
+} text_block;
+
+/* A cat value (null when empty or '?') holding a copy of s. */
+static cohort_value text_cat(text_block **t, const char *s)
+{
+	if (is_null(s))
+		return cohort_null();
+	size_t len = strlen(s);
+	text_block *b = *t;
+	if (!b || b->cap - b->used < len + 1) {
+		size_t cap = len + 1 > TEXT_BLOCK ? len + 1 : TEXT_BLOCK;
+		b = malloc(sizeof *b + cap);
+		if (!b)
+			run_die("out of memory");
+		b->next = *t;
+		b->used = 0;
+		b->cap = cap;
+		*t = b;
+	}
+	char *d = b->b + b->used;
+	memcpy(d, s, len + 1);
+	b->used += len + 1;
+	return cohort_catn(d, (uint32_t)len);
+}
+
+static void text_free(text_block **t)
+{
+	while (*t) {
+		text_block *next = (*t)->next;
+		free(*t);
+		*t = next;
+	}
+}
+
+/* ------------------------------------------------------------------------
  * Pipelined batches of PUT or EVENT rows to one table
  * ------------------------------------------------------------------------ */
 typedef struct pipe {
@@ -286,6 +273,7 @@ typedef struct pipe {
 	cohort_field fields[BATCH * MAX_FIELDS];
 	cohort_update updates[BATCH * 4];
 	char keys[BATCH][24];
+	text_block *text;          /* the batch's cat values */
 	/* requests in flight, oldest at head: row count and source lines */
 	size_t head, ninflight;
 	size_t nrows[WINDOW];
@@ -355,6 +343,7 @@ static void pipe_flush(pipe *p)
 		req.u.event.rows = p->ev;
 	}
 	run_check(p->c, cohort_client_send(p->c, &req, NULL), p->table);
+	text_free(&p->text);       /* the request is encoded */
 	size_t slot = (p->head + p->ninflight) % WINDOW;
 	p->nrows[slot] = p->n;
 	memcpy(p->lines[slot], p->gather_lines, p->n * sizeof(long));
@@ -390,6 +379,7 @@ static uint64_t pipe_finish(pipe *p)
 	while (p->ninflight)
 		pipe_recv(p);
 	uint64_t n = p->done;
+	text_free(&p->text);
 	free(p);
 	return n;
 }
@@ -441,7 +431,7 @@ static cohort_value bool_value(bool b)
 	return v;
 }
 
-static bool get_yes_no(csv *c, size_t i)
+static bool get_yes_no(infile *c, size_t i)
 {
 	if (strcmp(c->f[i], "yes") == 0)
 		return true;
@@ -452,7 +442,7 @@ static bool get_yes_no(csv *c, size_t i)
 }
 
 /* The profile's raw features of the current record; NAN for unknown. */
-static void profile_raw(csv *c, double x[PROFILE_DIM])
+static void profile_raw(infile *c, double x[PROFILE_DIM])
 {
 	int64_t v;
 	x[0] = get_i64(c, B_AGE, 0, 200, &v) ? (double)v : NAN;
@@ -474,18 +464,18 @@ static uint64_t load_bank(cohort_client *c, const char *data_dir)
 {
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/bank-marketing", data_dir);
-	csv f;
-	csv_open(&f, dir, "bank.csv");
+	infile f;
+	in_open(&f, dir, "bank.csv");
 	const char *names[BANK_FILE_COLS];
 	for (size_t i = 0; i < BANK_FILE_COLS; i++)
 		names[i] = bank_cols[i].name;
-	csv_expect(&f, names, BANK_FILE_COLS);
+	in_expect(&f, names, BANK_FILE_COLS);
 
 	/* first pass: mean and sd of the profile's features (unknowns are
 	 * left out, and become 0 = the mean) */
 	double sum[PROFILE_DIM] = { 0 }, sum2[PROFILE_DIM] = { 0 };
 	double cnt[PROFILE_DIM] = { 0 };
-	while (csv_next(&f)) {
+	while (in_next(&f)) {
 		double x[PROFILE_DIM];
 		profile_raw(&f, x);
 		for (int j = 0; j < PROFILE_DIM; j++)
@@ -505,13 +495,13 @@ static uint64_t load_bank(cohort_client *c, const char *data_dir)
 
 	/* second pass: the rows (the file is split in place already: read it
 	 * again) */
-	csv_close(&f);
-	csv_open(&f, dir, "bank.csv");
+	in_close(&f);
+	in_open(&f, dir, "bank.csv");
 	create_table(c, RUN_BANK, bank_cols, BANK_NCOLS);
 	pipe *p = pipe_new(c, RUN_BANK, PROTO_OP_PUT, f.path);
 	static float vecs[BATCH][PROFILE_DIM];
 	uint64_t nrec = 0;
-	while (csv_next(&f)) {
+	while (in_next(&f)) {
 		char key[24];
 		snprintf(key, sizeof key, "c%" PRIu64, ++nrec);
 		size_t slot = p->n == p->batch ? 0 : p->n;
@@ -533,8 +523,7 @@ static uint64_t load_bank(cohort_client *c, const char *data_dir)
 				fl[i].value = bool_value(get_yes_no(&f, i));
 				break;
 			default:
-				fl[i].value = is_null(f.f[i]) ? cohort_null() :
-					cohort_catn(f.f[i], (uint32_t)strlen(f.f[i]));
+				fl[i].value = text_cat(&p->text, f.f[i]);
 				break;
 			}
 		}
@@ -547,7 +536,7 @@ static uint64_t load_bank(cohort_client *c, const char *data_dir)
 		fl[BANK_FILE_COLS].value = cohort_vec(vecs[slot], PROFILE_DIM);
 	}
 	uint64_t n = pipe_finish(p);
-	csv_close(&f);
+	in_close(&f);
 	return n;
 }
 
@@ -619,7 +608,7 @@ typedef struct idmap {
 	size_t n;
 } idmap;
 
-static void idmap_set(idmap *m, csv *c, int64_t id, int32_t val)
+static void idmap_set(idmap *m, infile *c, int64_t id, int32_t val)
 {
 	if ((size_t)id >= m->n) {
 		size_t n = m->n ? m->n : 1024;
@@ -660,7 +649,7 @@ typedef struct loan {
 static const char *const card_tiers[] = { "junior", "classic", "gold" };
 
 typedef struct berka {
-	csv district_csv;          /* kept open: district strings point in it */
+	text_block *district_text; /* the districts' cat values */
 	district *districts;
 	idmap district_ix;
 	client *clients;
@@ -678,11 +667,11 @@ static void read_districts(berka *b, const char *dir)
 	static const char *const names[] = { "A1", "A2", "A3", "A4", "A5", "A6",
 		"A7", "A8", "A9", "A10", "A11", "A12", "A13", "A14", "A15",
 		"A16" };
-	csv *c = &b->district_csv;
-	csv_open(c, dir, "district.asc");
-	csv_expect(c, names, 16);
+	infile in, *c = &in;
+	in_open(c, dir, "district.asc");
+	in_expect(c, names, 16);
 	size_t n = 0, cap = 0;
-	while (csv_next(c)) {
+	while (in_next(c)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 128;
 			b->districts = realloc(b->districts, cap * sizeof *b->districts);
@@ -698,8 +687,7 @@ static void read_districts(berka *b, const char *dir)
 			double y;
 			switch (account_cols[i].type) {
 			case COHORT_CAT:
-				*v = is_null(c->f[i]) ? cohort_null() :
-				     cohort_catn(c->f[i], (uint32_t)strlen(c->f[i]));
+				*v = text_cat(&b->district_text, c->f[i]);
 				break;
 			case COHORT_F64:
 				*v = get_f64(c, i, &y) ? cohort_f64(y) : cohort_null();
@@ -712,17 +700,18 @@ static void read_districts(berka *b, const char *dir)
 		}
 		n++;
 	}
+	in_close(c);
 }
 
 static void read_clients(berka *b, const char *dir)
 {
 	static const char *const names[] = { "client_id", "birth_number",
 					     "district_id" };
-	csv c;
-	csv_open(&c, dir, "client.asc");
-	csv_expect(&c, names, 3);
+	infile c;
+	in_open(&c, dir, "client.asc");
+	in_expect(&c, names, 3);
 	size_t n = 0, cap = 0;
-	while (csv_next(&c)) {
+	while (in_next(&c)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 1024;
 			b->clients = realloc(b->clients, cap * sizeof *b->clients);
@@ -737,17 +726,17 @@ static void read_clients(berka *b, const char *dir)
 		cl->age = 1999 - cl->birth / 10000 - (cl->birth % 10000 > 101);
 		n++;
 	}
-	csv_close(&c);
+	in_close(&c);
 }
 
 static void read_disps_cards_loans(berka *b, const char *dir)
 {
 	static const char *const disp_names[] = { "disp_id", "client_id",
 						  "account_id", "type" };
-	csv c;
-	csv_open(&c, dir, "disp.asc");
-	csv_expect(&c, disp_names, 4);
-	while (csv_next(&c)) {
+	infile c;
+	in_open(&c, dir, "disp.asc");
+	in_expect(&c, disp_names, 4);
+	while (in_next(&c)) {
 		int64_t disp = need_i64(&c, 0, 0, MAX_ID);
 		int64_t cl = need_i64(&c, 1, 0, MAX_ID);
 		int64_t acc = need_i64(&c, 2, 0, MAX_ID);
@@ -761,13 +750,13 @@ static void read_disps_cards_loans(berka *b, const char *dir)
 			run_die("%s line %ld: type '%s' is neither OWNER nor "
 				"DISPONENT", c.path, c.line, c.f[3]);
 	}
-	csv_close(&c);
+	in_close(&c);
 
 	static const char *const card_names[] = { "card_id", "disp_id", "type",
 						  "issued" };
-	csv_open(&c, dir, "card.asc");
-	csv_expect(&c, card_names, 4);
-	while (csv_next(&c)) {
+	in_open(&c, dir, "card.asc");
+	in_expect(&c, card_names, 4);
+	while (in_next(&c)) {
 		int64_t disp = need_i64(&c, 1, 0, MAX_ID);
 		int32_t acc = idmap_get(&b->disp_account, disp);
 		if (acc < 0)
@@ -784,14 +773,14 @@ static void read_disps_cards_loans(berka *b, const char *dir)
 		if (tier > idmap_get(&b->card_tier, acc))
 			idmap_set(&b->card_tier, &c, acc, tier);
 	}
-	csv_close(&c);
+	in_close(&c);
 
 	static const char *const loan_names[] = { "loan_id", "account_id",
 		"date", "amount", "duration", "payments", "status" };
-	csv_open(&c, dir, "loan.asc");
-	csv_expect(&c, loan_names, 7);
+	in_open(&c, dir, "loan.asc");
+	in_expect(&c, loan_names, 7);
 	size_t n = 0, cap = 0;
-	while (csv_next(&c)) {
+	while (in_next(&c)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
 			b->loans = realloc(b->loans, cap * sizeof *b->loans);
@@ -812,19 +801,19 @@ static void read_disps_cards_loans(berka *b, const char *dir)
 		snprintf(l->status, sizeof l->status, "%s", c.f[6]);
 		n++;
 	}
-	csv_close(&c);
+	in_close(&c);
 }
 
 static uint64_t put_accounts(cohort_client *c, berka *b, const char *dir)
 {
 	static const char *const names[] = { "account_id", "district_id",
 					     "frequency", "date" };
-	csv f;
-	csv_open(&f, dir, "account.asc");
-	csv_expect(&f, names, 4);
+	infile f;
+	in_open(&f, dir, "account.asc");
+	in_expect(&f, names, 4);
 	create_table(c, RUN_ACCOUNT, account_cols, A_NCOLS);
 	pipe *p = pipe_new(c, RUN_ACCOUNT, PROTO_OP_PUT, f.path);
-	while (csv_next(&f)) {
+	while (in_next(&f)) {
 		int64_t acc = need_i64(&f, 0, 0, MAX_ID);
 		int64_t did = need_i64(&f, 1, 0, MAX_ID);
 		int32_t di = idmap_get(&b->district_ix, did);
@@ -844,8 +833,7 @@ static uint64_t put_accounts(cohort_client *c, berka *b, const char *dir)
 		fl[A_DISTRICT_ID].value = cohort_i32((int32_t)did);
 		for (int i = 1; i < 16; i++)
 			fl[i].value = b->districts[di].v[i - 1];
-		fl[A_FREQUENCY].value = cohort_catn(f.f[2],
-						    (uint32_t)strlen(f.f[2]));
+		fl[A_FREQUENCY].value = text_cat(&p->text, f.f[2]);
 		fl[A_OPENED].value = cohort_i32(opened);
 		int32_t cl = idmap_get(&b->owner, acc);
 		int32_t ci = cl >= 0 ? idmap_get(&b->client_ix, cl) : -1;
@@ -871,7 +859,7 @@ static uint64_t put_accounts(cohort_client *c, berka *b, const char *dir)
 			fl[A_CARD_TYPE].value = cohort_cat(card_tiers[tier]);
 	}
 	uint64_t n = pipe_finish(p);
-	csv_close(&f);
+	in_close(&f);
 	return n;
 }
 
@@ -894,7 +882,7 @@ static int trans_cmp(const void *a, const void *b)
 
 /* The decay column of a transaction's operation (type for the interest
  * credits, whose operation is empty). */
-static int op_column(csv *c, const char *type, const char *op)
+static int op_column(infile *c, const char *type, const char *op)
 {
 	bool credit = strcmp(type, "PRIJEM") == 0;
 	if (!credit && strcmp(type, "VYDAJ") != 0 && strcmp(type, "VYBER") != 0)
@@ -924,12 +912,12 @@ static uint64_t replay_trans(cohort_client *c, berka *b, const char *dir,
 	static const char *const names[] = { "trans_id", "account_id", "date",
 		"type", "operation", "amount", "balance", "k_symbol", "bank",
 		"account" };
-	csv f;
-	csv_open(&f, dir, "trans.asc");
-	csv_expect(&f, names, 10);
+	infile f;
+	in_open(&f, dir, "trans.asc");
+	in_expect(&f, names, 10);
 	trans *t = NULL;
 	size_t n = 0, cap = 0;
-	while (csv_next(&f)) {
+	while (in_next(&f)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 65536;
 			t = realloc(t, cap * sizeof *t);
@@ -951,7 +939,7 @@ static uint64_t replay_trans(cohort_client *c, berka *b, const char *dir,
 				f.line);
 		n++;
 	}
-	csv_close(&f);
+	in_close(&f);
 	qsort(t, n, sizeof *t, trans_cmp);
 	*data_end = n ? t[n - 1].time : 0;
 
@@ -975,7 +963,7 @@ static uint64_t replay_trans(cohort_client *c, berka *b, const char *dir,
 
 static void berka_free(berka *b)
 {
-	csv_close(&b->district_csv);
+	text_free(&b->district_text);
 	free(b->districts);
 	free(b->clients);
 	free(b->loans);

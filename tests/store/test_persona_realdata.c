@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #include "cohort.h"
-#include "csv_int.h"
+#include "csv.h"
 
 #define BANK_CSV "../shared/data/bank-marketing/bank.csv"
 #define TRANS_ASC "../shared/data/berka/trans.asc"

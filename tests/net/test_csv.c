@@ -1,8 +1,11 @@
 /*
- * test_csv.c -- the strict CSV reader (store/csv_int.h): the accepted syntax
- * (quotes, "" escapes, CRLF, empty fields, the header), streaming from a
- * FILE across read-buffer boundaries, every malformed input as an error with
- * its line number, allocation failures, and the number parsers.
+ * test_csv.c -- the CSV reader (net/csv.h): the accepted syntax (quotes, ""
+ * escapes, CRLF, empty fields, the header), streaming from a FILE or a file
+ * descriptor across read-buffer boundaries, every malformed input as an
+ * error with its line number, going on past a bad record (csv_skip_bad),
+ * the relaxed modes (blank lines, any width), reading twice (csv_mark,
+ * csv_rewind) from memory, a file and a pipe, the byte count, delimiter
+ * detection, allocation failures, and the number parsers.
  */
 #include <criterion/criterion.h>
 
@@ -11,7 +14,11 @@
 
 #include "alloc.h"
 #include "cohort.h"
-#include "csv_int.h"
+#include "csv.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int open_str(csv_reader *r, const char *s)
 {
@@ -298,7 +305,8 @@ Test(csv, memory_and_file_give_the_same_records)
 Test(csv, unterminated_quote_names_the_line_it_opened)
 {
 	expect_error("a;b\n1;2\n3;\"open\nstill\nopen\n", ';', 1,
-		     COHORT_ECORRUPT, 3, "unterminated quoted field");
+		     COHORT_ECORRUPT, 3,
+		     "field 2: the quote opened on this line is never closed");
 }
 
 Test(csv, unterminated_quote_in_file)
@@ -312,7 +320,7 @@ Test(csv, unterminated_quote_in_file)
 	cr_assert_eq(csv_next(&r), 1);
 	cr_assert_eq(csv_next(&r), COHORT_ECORRUPT);
 	cr_assert_eq(r.err_line, 3, "%s", r.err);
-	cr_assert(strstr(r.err, "unterminated"), "%s", r.err);
+	cr_assert(strstr(r.err, "never closed"), "%s", r.err);
 	csv_close(&r);
 	fclose(fp);
 }
@@ -326,9 +334,9 @@ Test(csv, stray_quote_inside_unquoted_field)
 Test(csv, stray_character_after_closing_quote)
 {
 	expect_error("a;b\n\"x\"y;2\n", ';', 0, COHORT_ECORRUPT, 2,
-		     "after the closing quote of field 1");
+		     "field 1: text after its closing quote");
 	expect_error("a;b\n1;2\n1;\"x\" \n", ';', 1, COHORT_ECORRUPT, 3,
-		     "after the closing quote of field 2");
+		     "field 2: text after its closing quote");
 }
 
 Test(csv, error_line_counts_quoted_line_ends)
@@ -383,7 +391,7 @@ Test(csv, malformed_header)
 	csv_reader r;
 	cr_assert_eq(open_str(&r, "a;\"b\nc"), COHORT_ECORRUPT);
 	cr_assert_eq(r.err_line, 1);
-	cr_assert(strstr(r.err, "unterminated"), "%s", r.err);
+	cr_assert(strstr(r.err, "never closed"), "%s", r.err);
 	cr_assert_eq(csv_next(&r), COHORT_ECORRUPT, "sticky after open");
 	csv_close(&r);
 }
@@ -462,6 +470,17 @@ Test(csv, read_error_is_eio)
 	fclose(fp);
 }
 
+/* The reader's allocator in these tests: the library's wrapper, whose
+ * alloc_fail_after injects failures. */
+static void *fault_alloc(void *p, size_t n)
+{
+	if (n == 0) {
+		cfree(p);
+		return NULL;
+	}
+	return crealloc(p, n);
+}
+
 Test(csv, every_allocation_failure_is_enomem)
 {
 	/* Fail the 1st, 2nd, ... allocation until a whole read succeeds. */
@@ -474,8 +493,9 @@ Test(csv, every_allocation_failure_is_enomem)
 		cr_assert_eq(fwrite(s, 1, len, fp), len);
 		rewind(fp);
 		csv_reader r;
+		csv_opts o = { .delim = ';', .alloc_cb = fault_alloc };
 		alloc_fail_after(n);
-		int rc = csv_open_file(&r, fp, ';');
+		int rc = csv_open_opts(&r, &o, fp, -1, NULL, 0);
 		if (rc == 0)
 			while ((rc = csv_next(&r)) == 1)
 				;
@@ -492,6 +512,273 @@ Test(csv, every_allocation_failure_is_enomem)
 	}
 	cr_assert(ok, "never succeeded");
 	free(s);
+}
+
+/* ---- going on past errors, relaxed modes -------------------------------- */
+
+Test(csv, skip_bad_goes_on_with_the_next_line)
+{
+	/* Each kind of malformed record, then a good one after it. */
+	const char *s = "a;b\n"
+			"1;x\"y\n"          /* 2: stray quote */
+			"2;ok\n"
+			"\"q\"z;3\n"        /* 4: text after the closing quote */
+			"3;ok\n"
+			"4;5;6\n"           /* 6: three fields */
+			"5;ok\n"
+			"6;a\rb\n"          /* 8: a bare CR */
+			"7;ok\n"
+			"8;\"open\n";       /* 10: never closed */
+	static const struct { uint64_t line; const char *why; } bad[] = {
+		{ 2, "stray quote in unquoted field 2" },
+		{ 4, "field 1: text after its closing quote (a quote inside a "
+		     "quoted field is written \"\")" },
+		{ 6, "3 fields, the header has 2" },
+		{ 8, "CR not followed by LF" },
+		{ 10, "field 2: the quote opened on this line is never closed" },
+	};
+	csv_reader r;
+	cr_assert_eq(open_str(&r, s), 0);
+	for (size_t i = 0; i < 5; i++) {
+		cr_assert_eq(csv_next(&r), COHORT_ECORRUPT, "bad record %zu", i);
+		cr_assert_eq(r.err_line, bad[i].line, "%s", r.err);
+		cr_assert_str_eq(csv_why(&r), bad[i].why);
+		cr_assert_eq(csv_next(&r), COHORT_ECORRUPT, "still sticky");
+		cr_assert_eq(csv_skip_bad(&r), 0);
+		if (i == 4)
+			break;
+		cr_assert_eq(csv_next(&r), 1, "after %zu: %s", i, r.err);
+		cr_assert_eq(r.line, bad[i].line + 1);
+		expect_field(&r, 1, "ok");
+	}
+	cr_assert_eq(csv_next(&r), 0);
+	csv_close(&r);
+}
+
+Test(csv, skip_bad_does_not_go_past_other_errors)
+{
+	csv_reader r;
+	cr_assert_eq(open_str(&r, "a;\"b\n"), COHORT_ECORRUPT);
+	cr_assert_eq(csv_skip_bad(&r), COHORT_ECORRUPT, "not past the header");
+	csv_close(&r);
+
+	char s[300];
+	memset(s, 'x', sizeof s);
+	memcpy(s, "a;b\n1;", 6);
+	strcpy(s + sizeof s - 8, ";2\n3;4\n");
+	cr_assert_eq(open_str(&r, s), 0);
+	r.max_record = 100;
+	cr_assert_eq(csv_next(&r), COHORT_ELIMIT);
+	cr_assert_eq(csv_skip_bad(&r), COHORT_ELIMIT);
+	cr_assert_eq(csv_next(&r), COHORT_ELIMIT);
+	csv_close(&r);
+}
+
+Test(csv, skip_blank_and_any_width)
+{
+	const char *s = "a;b\n1;2\n\n\r\n3\n\"\";4\n\n5;6;7\n";
+	csv_opts o = { .delim = ';', .flags = CSV_SKIP_BLANK | CSV_ANY_WIDTH };
+	csv_reader r;
+	cr_assert_eq(csv_open_opts(&r, &o, NULL, -1, s, strlen(s)), 0);
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(r.line, 2);
+	cr_assert_eq(csv_next(&r), 1, "blank lines 3 and 4 are skipped");
+	cr_assert_eq(r.line, 5);
+	cr_assert_eq(r.nfields, 1);
+	expect_field(&r, 0, "3");
+	cr_assert_eq(csv_next(&r), 1, "a quoted empty field is no blank line");
+	cr_assert_eq(r.line, 6);
+	expect_field(&r, 0, "");
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(r.line, 8);
+	cr_assert_eq(r.nfields, 3);
+	expect_field(&r, 2, "7");
+	cr_assert_eq(csv_next(&r), 0);
+	csv_close(&r);
+
+	/* Blank lines skipped, the width still checked. */
+	o.flags = CSV_SKIP_BLANK;
+	cr_assert_eq(csv_open_opts(&r, &o, NULL, -1, s, strlen(s)), 0);
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(csv_next(&r), COHORT_ECORRUPT);
+	cr_assert_eq(r.err_line, 5);
+	csv_close(&r);
+}
+
+Test(csv, fields_of_a_record_are_one_block)
+{
+	csv_reader r;
+	cr_assert_eq(open_str(&r, "a;b;c\nxy;\"z\"\"\";\n"), 0);
+	cr_assert_eq(csv_next(&r), 1);
+	const char *first = r.fields[0].ptr;
+	cr_assert_eq(r.fields[1].ptr, first + 3);
+	cr_assert_eq(r.fields[2].ptr, first + 6);
+	cr_assert_eq(r.fields[2].ptr[0], '\0');
+	csv_close(&r);
+}
+
+/* ---- delimiter, offset, file descriptors, reading twice --------------- */
+
+Test(csv, detects_the_delimiter_of_the_first_line)
+{
+	cr_assert_eq(csv_detect_delim("a;b;c\n1,2,3,4,5\n", 16), ';');
+	cr_assert_eq(csv_detect_delim("\"x;y;z\",b\n", 10), ',',
+		     "quoted separators do not count");
+	cr_assert_eq(csv_detect_delim("a\tb\tc\n", 6), '\t');
+	cr_assert_eq(csv_detect_delim("a;b\tc\n", 6), ';', "; wins a tie");
+	cr_assert_eq(csv_detect_delim("abc\n", 4), ',', "none: ','");
+	cr_assert_eq(csv_detect_delim("", 0), ',');
+
+	csv_opts o = { .delim = 0 };
+	csv_reader r;
+	const char *s = "\xEF\xBB\xBF" "id\tn\n1\t2\n";
+	cr_assert_eq(csv_open_opts(&r, &o, NULL, -1, s, strlen(s)), 0);
+	cr_assert_eq(r.delim, '\t');
+	cr_assert_eq(r.nheader, 2);
+	cr_assert_str_eq(r.header[0].ptr, "id");
+	csv_close(&r);
+}
+
+Test(csv, offset_counts_the_bytes_consumed)
+{
+	const char *s = "\xEF\xBB\xBF" "a;b\r\n1;\"x\ny\"\n2;3";
+	csv_reader r;
+	cr_assert_eq(open_str(&r, s), 0);
+	cr_assert_eq(csv_offset(&r), 8, "BOM and header");
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(csv_offset(&r), 16);
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(csv_offset(&r), strlen(s));
+	csv_close(&r);
+}
+
+Test(csv, reads_a_file_descriptor)
+{
+	size_t nrec = 6000, len;
+	char *s = make_big(nrec, &len);
+	FILE *fp = tmpfile();
+	cr_assert_not_null(fp);
+	cr_assert_eq(fwrite(s, 1, len, fp), len);
+	cr_assert_eq(fflush(fp), 0);
+	int fd = dup(fileno(fp));
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+	csv_reader r;
+	cr_assert_eq(csv_open_fd(&r, fd, ';'), 0, "%s", r.err);
+	check_big(&r, nrec);
+	cr_assert_eq(csv_offset(&r), len);
+	csv_close(&r);
+	close(fd);
+	fclose(fp);
+	free(s);
+
+	cr_assert_eq(csv_open_fd(&r, -1, ';'), COHORT_EINVAL);
+	csv_close(&r);
+	/* A read error names its cause. */
+	fd = open("/", O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(csv_open_fd(&r, fd, ';'), COHORT_EIO);
+	cr_assert(strstr(r.err, "read error: "), "%s", r.err);
+	csv_close(&r);
+	close(fd);
+}
+
+/* Read every record after the mark, go back, read them again: the same. */
+static void read_twice(csv_reader *r, size_t nrec)
+{
+	cr_assert_eq(csv_mark(r), 0, "%s", r->err);
+	uint64_t off = csv_offset(r);
+	for (size_t i = 0; i < nrec / 2; i++)
+		cr_assert_eq(csv_next(r), 1, "%s", r->err);
+	cr_assert_eq(csv_rewind(r), 0, "%s", r->err);
+	cr_assert_eq(csv_offset(r), off);
+	check_big(r, nrec);
+	cr_assert_eq(csv_rewind(r), 0, "%s", r->err);
+	check_big(r, nrec);
+}
+
+Test(csv, rewinds_to_the_mark_in_memory_and_files)
+{
+	size_t nrec = 4000, len;
+	char *s = make_big(nrec, &len);
+	csv_reader r;
+	cr_assert_eq(csv_open_mem(&r, s, len, ';'), 0);
+	cr_assert_eq(csv_kept(&r), 0);
+	read_twice(&r, nrec);
+	cr_assert_eq(csv_kept(&r), 0, "memory keeps nothing");
+	csv_close(&r);
+
+	FILE *fp = tmpfile();
+	cr_assert_not_null(fp);
+	cr_assert_eq(fwrite(s, 1, len, fp), len);
+	rewind(fp);
+	cr_assert_eq(csv_open_file(&r, fp, ';'), 0);
+	read_twice(&r, nrec);
+	cr_assert_eq(csv_kept(&r), 0, "a file is read again by seeking");
+	csv_close(&r);
+	fclose(fp);
+
+	cr_assert_eq(csv_open_mem(&r, s, len, ';'), 0);
+	cr_assert_eq(csv_rewind(&r), COHORT_EINVAL, "no mark");
+	csv_close(&r);
+	free(s);
+}
+
+Test(csv, rewind_clears_a_bad_record)
+{
+	const char *s = "a;b\n1;2\n3;x\"\n4;5\n";
+	csv_reader r;
+	cr_assert_eq(open_str(&r, s), 0);
+	cr_assert_eq(csv_mark(&r), 0);
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(csv_next(&r), COHORT_ECORRUPT);
+	cr_assert_eq(csv_rewind(&r), 0);
+	cr_assert_eq(r.err[0], '\0');
+	cr_assert_eq(csv_next(&r), 1);
+	cr_assert_eq(r.line, 2);
+	expect_field(&r, 1, "2");
+	csv_close(&r);
+}
+
+Test(csv, a_pipe_is_kept_in_memory_to_read_again)
+{
+	size_t nrec = 4000, len;
+	char *s = make_big(nrec, &len);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		size_t off = 0;
+		while (off < len) {
+			/* Small writes: the reader sees many short reads. */
+			size_t n = len - off < 1000 ? len - off : 1000;
+			ssize_t w = write(p[1], s + off, n);
+			if (w <= 0)
+				_exit(1);
+			off += (size_t)w;
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	csv_reader r;
+	cr_assert_eq(csv_open_fd(&r, p[0], ';'), 0, "%s", r.err);
+	cr_assert_eq(csv_mark(&r), 0);
+	uint64_t off = csv_offset(&r);
+	size_t n = 0;
+	while (csv_next(&r) == 1)
+		n++;
+	cr_assert_eq(n, nrec, "%s", r.err);
+	cr_assert_eq(csv_kept(&r), len - off, "every byte after the mark");
+	cr_assert_eq(csv_rewind(&r), 0, "%s", r.err);
+	cr_assert_eq(csv_kept(&r), 0);
+	check_big(&r, nrec);
+	csv_close(&r);
+	close(p[0]);
+	free(s);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
 }
 
 /* ---- numbers ----------------------------------------------------------- */
