@@ -79,6 +79,7 @@ static const char help_main[] =
 	"  persona assign TABLE MODEL KEY [-m N]\n"
 	"  persona members TABLE MODEL P [--limit N] [--where EXPR]\n"
 	"  persona sizes TABLE MODEL\n"
+	"  persona describe TABLE MODEL         centroids, sizes, names\n"
 	"  persona train TABLE MODEL [COL...] -k N [--iters N] [--seed N] ...\n"
 	"  load TABLE FILE.csv [--create | --schema F] [--key COL | --key-rownum]\n"
 	"                                       load a CSV file (--skip-bad, --sep C)\n"
@@ -129,6 +130,7 @@ static const struct cmd_help helps[] = {
 	{ "persona", "usage: cohort persona assign TABLE MODEL KEY [-m N]\n"
 	  "       cohort persona members TABLE MODEL P [--limit N] [--where EXPR]\n"
 	  "       cohort persona sizes TABLE MODEL\n"
+	  "       cohort persona describe TABLE MODEL\n"
 	  "       cohort persona train TABLE MODEL [COL...] -k N [--iters N]\n"
 	  "           [--seed N] [--sample N] [--minibatch] [--background]\n"
 	  "           [--mode at_once|background] [--max-delay MS]\n"
@@ -1683,6 +1685,83 @@ static int persona_sizes(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* The name of input j of a model: its column, or column[element] for the
+ * elements of a vec model's one column. */
+static void input_name(const cohort_client_table *t,
+		       const cohort_client_model *m, uint32_t j, char *buf,
+		       size_t len)
+{
+	int col = m->ncolumns == m->dim ? m->columns[j] : m->columns[0];
+	const char *name = col >= 0 && (size_t)col < t->ncols ?
+		t->cols[col].name : "?";
+	if (m->ncolumns == m->dim)
+		snprintf(buf, len, "%s", name);
+	else
+		snprintf(buf, len, "%s[%u]", name, j);
+}
+
+static int persona_describe(int argc, char **argv)
+{
+	if (argc != 2)
+		return usage("persona describe TABLE MODEL");
+	const cohort_client_table *t;
+	int rc = cohort_client_describe(cl, argv[0], &t);
+	if (rc < 0)
+		return fail(rc);
+	const cohort_client_model *m;
+	if ((rc = cohort_client_persona_describe(cl, argv[0], argv[1], &m)) < 0)
+		return fail(rc);
+	char name[COHORT_MAX_NAME + 16];
+	if (json) {
+		printf("{\"version\":%" PRIu64 ",\"k\":%u,\"dim\":%u,"
+		       "\"mode\":\"%s\",\"training\":%s,\"pending\":%" PRIu64
+		       ",\"assigned\":%" PRIu64 ",\"inputs\":[", m->version, m->k,
+		       m->dim, m->mode == COHORT_PERSONA_BACKGROUND ?
+		       "background" : "at_once", m->training ? "true" : "false",
+		       m->pending, m->assigned);
+		for (uint32_t j = 0; j < m->dim; j++) {
+			input_name(t, m, j, name, sizeof name);
+			printf("%s", j ? "," : "");
+			json_cstr(name);
+		}
+		printf("],\"personas\":[");
+		for (uint32_t i = 0; i < m->k; i++) {
+			printf("%s{\"persona\":%u,\"size\":%" PRIu64 ",\"name\":",
+			       i ? "," : "", i, m->sizes[i]);
+			json_cstr(m->names[i]);
+			printf(",\"typical\":");
+			print_num(m->typical[i], 1);
+			printf(",\"centroid\":[");
+			for (uint32_t j = 0; j < m->dim; j++) {
+				printf("%s", j ? "," : "");
+				print_num(m->centroids[(size_t)i * m->dim + j], 1);
+			}
+			printf("]}");
+		}
+		puts("]}");
+		return EXIT_OK;
+	}
+	printf("model %s version %" PRIu64 ", %u personas over %u inputs "
+	       "(%s)%s; %" PRIu64 " rows assigned, %" PRIu64 " pending\n",
+	       argv[1], m->version, m->k, m->dim,
+	       m->mode == COHORT_PERSONA_BACKGROUND ? "background" : "at once",
+	       m->training ? ", training a new version" : "", m->assigned,
+	       m->pending);
+	for (uint32_t i = 0; i < m->k; i++) {
+		printf("persona %u%s%s: %" PRIu64 " rows, typical distance ", i,
+		       m->names[i][0] ? " " : "", m->names[i], m->sizes[i]);
+		print_num(m->typical[i], 1);
+		printf("\n  centroid:");
+		for (uint32_t j = 0; j < m->dim; j++) {
+			input_name(t, m, j, name, sizeof name);
+			printf(" %s=", name);
+			print_num(m->centroids[(size_t)i * m->dim + j], 1);
+		}
+		putchar('\n');
+	}
+	return EXIT_OK;
+}
+
 static int persona_train(int argc, char **argv)
 {
 	struct opt opts[] = {
@@ -1749,16 +1828,19 @@ static int persona_train(int argc, char **argv)
 static int cmd_persona(int argc, char **argv)
 {
 	if (argc < 1)
-		return usage("persona assign|members|sizes|train ...");
+		return usage("persona assign|members|sizes|describe|train ...");
 	if (!strcmp(argv[0], "assign"))
 		return persona_assign(argc - 1, argv + 1);
 	if (!strcmp(argv[0], "members"))
 		return persona_members(argc - 1, argv + 1);
 	if (!strcmp(argv[0], "sizes"))
 		return persona_sizes(argc - 1, argv + 1);
+	if (!strcmp(argv[0], "describe"))
+		return persona_describe(argc - 1, argv + 1);
 	if (!strcmp(argv[0], "train"))
 		return persona_train(argc - 1, argv + 1);
-	return usage("persona %s: assign, members, sizes or train expected",
+	return usage("persona %s: assign, members, sizes, describe or train "
+		     "expected",
 		     argv[0]);
 }
 

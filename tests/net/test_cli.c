@@ -418,6 +418,14 @@ Test(cli, knn_and_personas)
 			 NULL), 0, "%s", err);
 	cr_assert_str_eq(json_eval("sorted(p['size'] for p in d['personas'])"),
 			 "[20, 20]");
+	cr_assert_eq(cli(admin_tok, "--json", "persona", "describe", "users",
+			 "seg", NULL), 0, "%s", err);
+	cr_assert_str_eq(json_eval("d['inputs']"), "['age']");
+	cr_assert_str_eq(json_eval("sorted(round(p['centroid'][0], 3) "
+				   "for p in d['personas'])"), "[20, 70]");
+	cr_assert_eq(cli(admin_tok, "persona", "describe", "users", "seg", NULL),
+		     0, "%s", err);
+	cr_assert(strstr(out, "centroid: age="), "%s", out);
 	cr_assert_eq(cli(admin_tok, "--json", "persona", "assign", "users", "seg",
 			 "r01", "-m", "2", NULL), 0, "%s", err);
 	cr_assert_str_eq(json_eval("len(d['nearest'])"), "2");
