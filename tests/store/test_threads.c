@@ -275,6 +275,19 @@ static void start(run *r, void *(*fn)(void *), uint64_t seed)
 	r->n++;
 }
 
+/* Let the workers run for ms, then on until readers and writers have
+ * each done more than 100 operations (on a loaded machine, under the
+ * sanitizers, a fixed time may not give the writers a turn), for at most
+ * 20 s more: assert_no_failures's liveness check then means something
+ * other than "the machine was busy". */
+static void run_for(long ms)
+{
+	sleep_ms(ms);
+	for (int i = 0; i < 1000 && (atomic_load(&shared.nreads) <= 100 ||
+				     atomic_load(&shared.nwrites) <= 100); i++)
+		sleep_ms(20);
+}
+
 static void stop_all(run *r)
 {
 	atomic_store(&shared.stop, true);
@@ -303,7 +316,7 @@ Test(threads, readers_never_see_half_a_put_or_event)
 	start(&r, writer, 2);
 	start(&r, reader, 3);
 	start(&r, reader, 4);
-	sleep_ms(1000);
+	run_for(1000);
 	stop_all(&r);
 	assert_no_failures();
 }
@@ -317,7 +330,7 @@ Test(threads, concurrent_events_lose_no_increment)
 	start(&r, writer, 5);
 	start(&r, writer, 6);
 	start(&r, reader, 7);
-	sleep_ms(400);
+	run_for(400);
 	stop_all(&r);
 	assert_no_failures();
 	for (int k = 0; k < NKEYS; k++) {
@@ -524,7 +537,7 @@ Test(threads, add_column_while_writing_and_reading)
 	/* the adder needs NADD * 5 ms; let the rest run a little longer */
 	pthread_join(r.th[5], NULL);
 	r.n = 5;
-	sleep_ms(100);
+	run_for(100);
 	stop_all(&r);
 	assert_no_failures();
 
@@ -666,7 +679,7 @@ Test(threads, deletes_reinserts_get_many_and_filters)
 	start(&r, reader, 23);
 	start(&r, filter_reader, 24);
 	start(&r, keys_reader, 25);
-	sleep_ms(700);
+	run_for(700);
 	stop_all(&r);
 	assert_no_failures();
 }
