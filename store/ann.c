@@ -998,19 +998,24 @@ int cohort_knn(const cohort_table *t, const char *index,
 				  .rerank = ef < q->k ? q->k : ef,
 				  .vec = vec_fn, .vec_ctx = &x,
 				  .allow = allow_fn, .allow_ctx = &x };
+		/* The pending rows first, exactly: the worker clears a row's
+		 * pending bit only once its node is linked in (release), so a
+		 * row found not pending here is reachable by the search that
+		 * follows. Scanned after the search (as it once was), a row
+		 * the worker linked in behind the search's back and then
+		 * cleared was in neither, and a write acknowledged before the
+		 * query could be missing from its answer. */
+		scan_pending(&x, &tk);
 		size_t got = 0;
 		int hr = hnsw_search(ix->g, qv, &hq, hits, &got);
 		if (hr)
 			rc = seterr(COHORT_ENOMEM, "cohort_knn: out of memory");
 		/* the graph's hits, checked again under their stripes; then
-		 * the rows that were pending when the graph met them, and all
-		 * that are pending now, exactly */
+		 * the rows that were pending when the graph met them */
 		for (size_t i = 0; rc == 0 && i < got; i++)
 			add_row(&x, &tk, (uint32_t)hits[i].label);
 		for (size_t i = 0; rc == 0 && i < x.nrej; i++)
 			add_row(&x, &tk, x.rejected[i]);
-		if (rc == 0)
-			scan_pending(&x, &tk);
 	}
 	if (rc == 0)
 		*n = tk.n;

@@ -235,7 +235,9 @@ Test(ann, writes_are_visible_at_once)
 					       .dim = D, .k = 1 };
 			OK(cohort_knn(t, "ix", &q, nb, &got));
 			cr_assert_eq(got, 1);
-			cr_assert_eq(key_id(&nb[0]), i, "round %d", round);
+			cr_assert_eq(key_id(&nb[0]), i, "round %d: got %d at "
+				     "%g", round, key_id(&nb[0]),
+				     (double)nb[0].distance);
 			cr_assert_float_eq(nb[0].distance, 0, 1e-6);
 		} else {
 			cohort_neighbor nb[K];
