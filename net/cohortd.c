@@ -469,6 +469,9 @@ int main(int argc, char **argv)
 	opts.snapshot_log_bytes = st.snapshot_log_bytes;
 	opts.no_uring = st.no_uring;
 	opts.salvage = st.salvage;
+	/* the stop ends with a snapshot: the next start loads it instead of
+	 * replaying the whole log, and older log segments are dropped */
+	opts.snapshot_on_close = true;
 	cohort_db *db = NULL;
 	const char *dir = st.memory ? NULL : st.dir;
 	int rc = cohort_open(dir, &opts, &db);
@@ -576,15 +579,6 @@ int main(int argc, char **argv)
 	status = rc ? 1 : 0;
 	server_log("connections closed; closing the database%s",
 		   dir ? " (sync and snapshot)" : "");
-	/* a snapshot at stop: the next start loads it instead of replaying
-	 * the whole log, and older log segments are dropped */
-	if (dir && status == 0) {
-		rc = cohort_snapshot(db);
-		if (rc)
-			server_log("snapshot at stop failed: %s (%s); the log "
-				   "still holds everything acknowledged",
-				   cohort_strerror(rc), cohort_errdetail());
-	}
 out:
 	metrics_http_stop(mh);
 	server_free(srv);

@@ -198,6 +198,10 @@ typedef struct cohort_options {
 	                                  failing with COHORT_ECORRUPT */
 	bool no_uring;                 /* log with pwrite + fdatasync even where
 	                                  io_uring works (tests, old kernels) */
+	bool snapshot_on_close;        /* cohort_close writes a snapshot even
+	                                  without similarity indexes, so the
+	                                  next open loads it instead of
+	                                  replaying the log (servers) */
 } cohort_options;
 
 /* Fill *opts with the defaults. */
@@ -220,7 +224,9 @@ int cohort_open(const char *dir, const cohort_options *opts, cohort_db **out);
 /* Close the database: write and sync the log, free everything it owns, its
  * tables included. A database with similarity indexes first lets their
  * pending rows into the graphs and writes a snapshot, so that the next
- * open loads the graphs instead of rebuilding them. No other call on the database may be running. NULL is
+ * open loads the graphs instead of rebuilding them; with
+ * opts.snapshot_on_close every database with a directory does (a failed
+ * snapshot is reported on stderr: the log still holds everything). No other call on the database may be running. NULL is
  * a no-op. COHORT_EIO if the final sync failed. */
 int cohort_close(cohort_db *db);
 

@@ -77,8 +77,11 @@ int cohort_close(cohort_db *db)
 	bool graphs = false;
 	for (size_t i = 0; i < n; i++)
 		graphs |= ann_active(db->tables[i]);
-	if (graphs && db->wal && ann_drain(db) == 0)
-		cohort_snapshot(db);
+	if (db->wal && (graphs || db->opts.snapshot_on_close) &&
+	    (!graphs || ann_drain(db) == 0) && cohort_snapshot(db))
+		fprintf(stderr, "cohort: snapshot at close of %s failed: %s; "
+			"the log still holds everything acknowledged\n",
+			db->dir, cohort_errdetail());
 	/* persona workers and trainers stop before the log closes */
 	for (size_t i = 0; i < n; i++) {
 		persona_table_free(db->tables[i]);

@@ -315,6 +315,36 @@ Test(snapshot, automatic_after_the_configured_log_size, .init = setup,
 	cohort_close(db);
 }
 
+/* Without similarity indexes, close snapshots only when asked to
+ * (snapshot_on_close), and the snapshot holds what the log held. */
+Test(snapshot, on_close_only_when_asked, .init = setup, .fini = teardown)
+{
+	cohort_db *db = open_db();
+	cohort_table *t;
+	cr_assert_eq(cohort_table_create(db, "c", cols, NCOLS, NULL, &t), 0);
+	for (int i = 0; i < 100; i++)
+		write_row(t, i);
+	cr_assert_eq(cohort_close(db), 0);
+	cr_assert(!newest_snapshot()[0], "a snapshot nobody asked for: %s",
+		  newest_snapshot());
+
+	cohort_options o;
+	cohort_options_init(&o);
+	o.fsync = COHORT_FSYNC_NONE;
+	o.snapshot_on_close = true;
+	cr_assert_eq(cohort_open(dir, &o, &db), 0);
+	cr_assert_eq(cohort_table_open(db, "c", &t), 0);
+	write_row(t, 100);
+	cr_assert_eq(cohort_close(db), 0);
+	cr_assert(newest_snapshot()[0], "no snapshot at close");
+	db = open_db();
+	cr_assert_eq(cohort_table_open(db, "c", &t), 0);
+	cohort_table_info info;
+	cohort_table_describe(t, &info);
+	cr_assert_eq(info.nrows, 101);
+	cohort_close(db);
+}
+
 /* Two writers bump pairs of counters while a snapshot is taken; after a
  * reopen every row's two counters agree and hold every acknowledged
  * event. */
