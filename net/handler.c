@@ -669,7 +669,7 @@ static int op_get_many(handler *h, const proto_req *r, proto_wbuf *w)
 		return fail(h, rc);
 	size_t start;
 	ok_begin(w, r, &start);
-	proto_w_block(w, t, h->batch);
+	proto_w_block(w, t, h->batch, cohort_cat_string);
 	proto_frame_end(w, start);
 
 	size_t row_bytes = 9;

@@ -1579,11 +1579,6 @@ int proto_resp_status(proto_rbuf *r, const char **msg, size_t *msg_len)
  * The GET_MANY columnar block
  * ------------------------------------------------------------------------ */
 
-/* The client library carries this file without libcohort: the store's
- * dictionary lookup is referenced weakly, resolved where the server links
- * it, and never called by a client. */
-#pragma weak cohort_cat_string
-
 typedef struct blk_str {
 	const char *ptr;
 	uint32_t len;
@@ -1602,15 +1597,14 @@ typedef struct blk_cats {
 #define BLK_STACK_STRS 256
 
 static uint32_t cat_index(blk_cats *c, proto_wbuf *w, const cohort_table *t,
-			  int column, uint32_t code)
+			  proto_cat_fn cat, int column, uint32_t code)
 {
 	size_t h = ((uint64_t)code * 0x9e3779b97f4a7c15ull) >> 32;
 	for (size_t i = h & c->mask;; i = (i + 1) & c->mask) {
 		uint64_t s = c->slots[i];
 		if (!s) {
 			uint32_t len = 0;
-			const char *str = cohort_cat_string(t, column, code,
-							    &len);
+			const char *str = cat(t, column, code, &len);
 			blk_str *strs = c->strs;
 			if (c->nstrs == c->cap) {
 				/* the first table lives on the caller's stack */
@@ -1639,7 +1633,7 @@ static uint32_t cat_index(blk_cats *c, proto_wbuf *w, const cohort_table *t,
 }
 
 void proto_w_block(proto_wbuf *w, const cohort_table *t,
-		   const cohort_batch *b)
+		   const cohort_batch *b, proto_cat_fn cat)
 {
 	size_t n = b->nkeys;
 	if (n > UINT32_MAX || b->ncols > UINT16_MAX) {
@@ -1692,7 +1686,8 @@ void proto_w_block(proto_wbuf *w, const cohort_table *t,
 		const uint32_t *codes = col->values;
 		for (size_t i = 0; dst && i < n && !w->err; i++) {
 			uint32_t idx = col->valid[i] ?
-				cat_index(&cats, w, t, col->column, codes[i]) : 0;
+				cat_index(&cats, w, t, cat, col->column,
+					  codes[i]) : 0;
 			memcpy(dst + i * 4, &idx, 4);
 		}
 	}

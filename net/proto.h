@@ -364,12 +364,17 @@ void proto_resp_error(proto_wbuf *w, uint8_t opcode, uint32_t id, int status,
  * the payload. A truncated body or a positive status: COHORT_EPROTO. */
 int proto_resp_status(proto_rbuf *r, const char **msg, size_t *msg_len);
 
-/* GET_MANY payload from a batch: the columnar block (cat codes become
- * strings of a per-block string table, each string once per column).
- * Only the server calls it (it reads t's dictionaries): the client library
- * carries it without libcohort. */
+/* The string of a cat code: cohort_cat_string's signature, passed in by
+ * the caller so that this file (carried by the client library, without
+ * libcohort) does not reach into the store. */
+typedef const char *(*proto_cat_fn)(const cohort_table *t, int column,
+				    uint32_t code, uint32_t *len);
+
+/* GET_MANY payload from a batch of t: the columnar block (cat codes become
+ * strings of a per-block string table, each string once per column, looked
+ * up with cat(t, ...)). The server passes cohort_cat_string. */
 void proto_w_block(proto_wbuf *w, const cohort_table *t,
-		   const cohort_batch *b);
+		   const cohort_batch *b, proto_cat_fn cat);
 
 /* A decoded columnar block; arrays in the arena. */
 typedef struct proto_block_col {

@@ -1548,7 +1548,7 @@ Test(proto, block_round_trips_from_a_real_table)
 	char kbuf[45][16];
 	block_fixture(&db, &t, &b, keys, kbuf);
 
-	proto_w_block(&wb, t, b);
+	proto_w_block(&wb, t, b, cohort_cat_string);
 	cr_assert_eq(wb.err, 0);
 	const char *dir = getenv("COHORT_WRITE_CORPUS");
 	if (dir) {
@@ -1644,7 +1644,7 @@ Test(proto, block_of_no_keys_and_of_no_cat)
 	int cols[2] = { 1, 0 };
 	cr_assert_eq(cohort_batch_new(t, cols, 2, &b), 0);
 	cr_assert_eq(cohort_get_many(t, NULL, 0, T0, b), 0);
-	proto_w_block(&wb, t, b);
+	proto_w_block(&wb, t, b, cohort_cat_string);
 	cr_assert_eq(wb.err, 0);
 	/* u32 nkeys, u16 ncols, 2 x 11 bytes of column header, u32 nstrings */
 	cr_assert_eq(wb.len, 4 + 2 + 2 * 11 + 4);
@@ -1667,7 +1667,7 @@ Test(proto, block_truncated_or_corrupt_is_eproto)
 	cohort_key keys[45];
 	char kbuf[45][16];
 	block_fixture(&db, &t, &b, keys, kbuf);
-	proto_w_block(&wb, t, b);
+	proto_w_block(&wb, t, b, cohort_cat_string);
 	cr_assert_eq(wb.err, 0);
 	proto_block blk;
 	for (size_t len = 0; len < wb.len; len++) {
