@@ -1175,52 +1175,42 @@ static int check_nfields(cohort_client *c, size_t n)
 	return 0;
 }
 
-static int put_rows(cohort_client *c, const char *table,
-		    const cohort_client_row *rows, size_t nrows,
-		    int *row_status, int single)
-{
-	int rc = begin_table(c, PROTO_OP_PUT, table);
-	if (rc < 0 || (rc = check_batch(c, nrows)) < 0)
-		return rc;
-	proto_put_row *pr = arena(c, nrows * sizeof *pr);
-	if (!pr)
-		return fail(c, COHORT_ENOMEM, "out of memory");
-	for (size_t i = 0; i < nrows; i++) {
-		if ((rc = set_key(c, &pr[i].key, rows[i].key, rows[i].key_len)) < 0 ||
-		    (rc = check_nfields(c, rows[i].n)) < 0)
-			return rc;
-		pr[i].time = rows[i].time;
-		pr[i].nfields = (uint16_t)rows[i].n;
-		pr[i].fields = (cohort_field *)rows[i].fields;
-	}
-	c->req.u.put.nrows = (uint32_t)nrows;
-	c->req.u.put.rows = pr;
-	proto_rbuf r;
-	if ((rc = call(c, &r)) < 0)
-		return rc;
-	return batch_result(c, &r, row_status, nrows, single);
-}
-
-static int event_rows(cohort_client *c, const char *table,
+/* A PUT or EVENT batch: rows[i].fields (PUT) or rows[i].updates (EVENT)
+ * with their key and time; one status per row. */
+static int write_rows(cohort_client *c, uint8_t op, const char *table,
 		      const cohort_client_row *rows, size_t nrows,
 		      int *row_status, int single)
 {
-	int rc = begin_table(c, PROTO_OP_EVENT, table);
+	int rc = begin_table(c, op, table);
 	if (rc < 0 || (rc = check_batch(c, nrows)) < 0)
 		return rc;
-	proto_event_row *er = arena(c, nrows * sizeof *er);
-	if (!er)
+	bool put = op == PROTO_OP_PUT;
+	proto_put_row *pr = put ? arena(c, nrows * sizeof *pr) : NULL;
+	proto_event_row *er = put ? NULL : arena(c, nrows * sizeof *er);
+	if (!pr && !er)
 		return fail(c, COHORT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < nrows; i++) {
-		if ((rc = set_key(c, &er[i].key, rows[i].key, rows[i].key_len)) < 0 ||
+		proto_key *k = put ? &pr[i].key : &er[i].key;
+		if ((rc = set_key(c, k, rows[i].key, rows[i].key_len)) < 0 ||
 		    (rc = check_nfields(c, rows[i].n)) < 0)
 			return rc;
-		er[i].time = rows[i].time;
-		er[i].nupdates = (uint16_t)rows[i].n;
-		er[i].updates = (cohort_update *)rows[i].updates;
+		if (put) {
+			pr[i].time = rows[i].time;
+			pr[i].nfields = (uint16_t)rows[i].n;
+			pr[i].fields = (cohort_field *)rows[i].fields;
+		} else {
+			er[i].time = rows[i].time;
+			er[i].nupdates = (uint16_t)rows[i].n;
+			er[i].updates = (cohort_update *)rows[i].updates;
+		}
 	}
-	c->req.u.event.nrows = (uint32_t)nrows;
-	c->req.u.event.rows = er;
+	if (put) {
+		c->req.u.put.nrows = (uint32_t)nrows;
+		c->req.u.put.rows = pr;
+	} else {
+		c->req.u.event.nrows = (uint32_t)nrows;
+		c->req.u.event.rows = er;
+	}
 	proto_rbuf r;
 	if ((rc = call(c, &r)) < 0)
 		return rc;
@@ -1232,14 +1222,15 @@ int cohort_client_put(cohort_client *c, const char *table, const void *key,
 		      const cohort_field *fields, size_t nfields)
 {
 	cohort_client_row row = { key, key_len, time, fields, NULL, nfields };
-	return put_rows(c, table, &row, 1, NULL, 1);
+	return write_rows(c, PROTO_OP_PUT, table, &row, 1, NULL, 1);
 }
 
 int cohort_client_put_batch(cohort_client *c, const char *table,
 			    const cohort_client_row *rows, size_t nrows,
 			    int *row_status)
 {
-	return put_rows(c, table, rows, nrows, row_status, 0);
+	return write_rows(c, PROTO_OP_PUT, table, rows, nrows, row_status,
+			  0);
 }
 
 int cohort_client_event(cohort_client *c, const char *table, const void *key,
@@ -1247,14 +1238,15 @@ int cohort_client_event(cohort_client *c, const char *table, const void *key,
 			const cohort_update *updates, size_t nupdates)
 {
 	cohort_client_row row = { key, key_len, time, NULL, updates, nupdates };
-	return event_rows(c, table, &row, 1, NULL, 1);
+	return write_rows(c, PROTO_OP_EVENT, table, &row, 1, NULL, 1);
 }
 
 int cohort_client_event_batch(cohort_client *c, const char *table,
 			      const cohort_client_row *rows, size_t nrows,
 			      int *row_status)
 {
-	return event_rows(c, table, rows, nrows, row_status, 0);
+	return write_rows(c, PROTO_OP_EVENT, table, rows, nrows,
+			  row_status, 0);
 }
 
 static int delete_keys(cohort_client *c, const char *table,
