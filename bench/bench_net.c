@@ -2528,10 +2528,17 @@ int bench_net(bench_ctx *ctx)
 		   sz->ncust, NFEAT, sz->reps, sz->reps > 1 ? "s" : "",
 		   sz->secs, sz->warm, load[0], load[1], load[2]);
 
-	int rc = part_reads(&e);
-	if (rc == 0)
+	/* COHORT_BENCH_NET=reads,events,knn runs only the parts named (to
+	 * iterate on one); unset or empty, all three */
+	const char *parts = getenv("COHORT_BENCH_NET");
+	if (parts && !*parts)
+		parts = NULL;
+	int rc = 0;
+	if (!parts || strstr(parts, "reads"))
+		rc = part_reads(&e);
+	if (rc == 0 && (!parts || strstr(parts, "events")))
 		rc = part_events(&e);
-	if (rc == 0)
+	if (rc == 0 && (!parts || strstr(parts, "knn")))
 		rc = part_knn(&e);
 	return rc;
 }

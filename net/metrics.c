@@ -353,8 +353,9 @@ static void render_log(FILE *f, metrics *m, cohort_db *db)
 	}
 	closedir(d);
 	head(f, "cohort_log_bytes", "gauge",
-	     "Bytes in the write-ahead log's segments (what a restart "
-	     "replays on top of the newest snapshot).");
+	     "Bytes of the write-ahead log's segments on disk (what a "
+	     "restart replays on top of the newest snapshot; the open "
+	     "segment is preallocated 16 MiB at a time).");
 	fprintf(f, "cohort_log_bytes %" PRIu64 "\n", log_bytes);
 	head(f, "cohort_log_segments", "gauge", "Files of the write-ahead log.");
 	fprintf(f, "cohort_log_segments %" PRIu64 "\n", nseg);

@@ -22,12 +22,17 @@
  *  - no recv is posted while the unsent output is over env->out_limit:
  *    a client that does not read stops being read, and its memory stays
  *    bounded by the input buffer plus out_limit plus one response;
- *  - group commit: one loop iteration takes every completion (or epoll
- *    event) there is, runs the requests, then, if any of them wrote,
- *    calls cohort_sync_wait once for all of them before any response of
- *    the iteration is sent. If the sync fails, the connections that wrote
- *    are closed without a word: nothing not durable is acknowledged.
- *    Sends are therefore submitted only in that last phase (settle);
+ *  - group commit without stopping the loop: one loop iteration takes
+ *    every completion (or epoll event) there is and runs the requests;
+ *    then, if any of them wrote, one cohort_sync_start asks the log to
+ *    make all of them durable, and the connections that wrote are held:
+ *    their output is not sent and their further input not run until the
+ *    ticket is durable (cohort_sync_check, in ticket order: a FIFO), while
+ *    the loop goes on serving everyone else and gathering the next group
+ *    as the log writes this one. The log writes the loop's eventfd when a
+ *    sync completes. If the sync fails, the held connections are closed
+ *    without a word: nothing not durable is acknowledged. Sends are
+ *    submitted only in the last phase of an iteration (settle);
  *  - an sconn is freed only in settle, once no operation of it is in
  *    flight, so a completion never finds it gone.
  *
@@ -99,16 +104,22 @@ typedef struct sconn {
 	bool closing;              /* closing: no more I/O, free when idle */
 	bool dirty;                /* on the loop's dirty list */
 	bool subs;                 /* counted in lp->nsubs */
+	bool held_input;           /* input arrived while held */
+	uint64_t held;             /* sync ticket its output waits for; 0:
+	                              not held (on the loop's held FIFO) */
 	int64_t born_ms, active_ms;
 	struct sconn *prev, *next; /* the loop's connections */
 	struct sconn *dnext;       /* the loop's dirty list */
+	struct sconn *hnext;       /* the loop's held FIFO */
 } sconn;
 
 typedef struct loop {
 	struct server *s;
 	unsigned idx;
 	int lfd;                   /* listening socket; -1 once closed */
-	int efd;                   /* eventfd: wake-up for stop */
+	int efd;                   /* eventfd: wake-up for stop, and the
+	                              log's word that a sync completed */
+	bool notified;             /* efd registered with the log */
 	bool uring;
 	struct io_uring ring;
 	bool ring_ok;
@@ -123,6 +134,8 @@ typedef struct loop {
 	unsigned nconns, nsubs;
 	sconn *dirty;              /* touched this iteration */
 	sconn *pending;            /* epoll: run again next iteration */
+	sconn *held_head, *held_tail;  /* waiting for their sync, in ticket
+	                              order */
 	bool stopping, forced;
 	int64_t stop_deadline;
 	int64_t next_sweep, next_push;
@@ -215,6 +228,12 @@ static void process(sconn *sc)
 	sc->need_process = false;
 	if (sc->close_after_send || sc->closing)
 		return;
+	if (sc->held) {
+		/* its output waits for a sync: answers come in order, so
+		 * nothing behind it runs before that is out */
+		sc->held_input = true;
+		return;
+	}
 	int rc = conn_process(sc->c);
 	if (conn_wrote(sc->c))
 		sc->wrote = true;
@@ -402,6 +421,8 @@ static void ur_cancel(loop *lp, uint64_t ud)
 static void ur_settle(sconn *sc)
 {
 	loop *lp = sc->lp;
+	if (sc->held)
+		return;         /* nothing in flight; on the held FIFO */
 	if (sc->closing) {
 		if (!sc->recv_busy && !sc->send_busy)
 			finalize(sc);
@@ -521,11 +542,11 @@ static void ur_cqe(loop *lp, const struct io_uring_cqe *cqe)
 		}
 		break;
 	case OP_WAKE:
+		/* stop, or a sync completed (flush releases its held) */
 		lp->wake_busy = false;
 		if (atomic_load(&lp->s->stop))
 			begin_stop(lp, now_ms());
-		else
-			ur_post_wake(lp);
+		ur_post_wake(lp);
 		break;
 	default:
 		break;                  /* cancels */
@@ -590,6 +611,11 @@ static void ep_read(sconn *sc)
 static void ep_settle(sconn *sc)
 {
 	loop *lp = sc->lp;
+	if (sc->held) {
+		if (!sc->closing)
+			ep_update(sc);  /* EPOLLOUT off once it fired */
+		return;
+	}
 	if (sc->closing) {
 		finalize(sc);
 		return;
@@ -751,21 +777,71 @@ static int next_due(const loop *lp, int64_t now)
 	return due <= now ? 0 : (int)(due - now);
 }
 
+static void log_sync_failed(int rc)
+{
+	server_log("sync of the log failed (%s: %s): closing the connections "
+		   "whose writes it held", cohort_strerror(rc),
+		   cohort_errdetail());
+}
+
+static void hold(sconn *sc, uint64_t ticket)
+{
+	loop *lp = sc->lp;
+	sc->held = ticket;
+	sc->hnext = NULL;
+	if (lp->held_tail)
+		lp->held_tail->hnext = sc;
+	else
+		lp->held_head = sc;
+	lp->held_tail = sc;
+}
+
+/* Let go of the held connections whose sync is done (marked dirty, so
+ * that settle sends their output); close them all if it failed. */
+static void release_held(loop *lp)
+{
+	bool logged = false;
+	while (lp->held_head) {
+		sconn *sc = lp->held_head;
+		int rc = cohort_sync_check(lp->s->env->db, sc->held);
+		if (rc == 0)
+			break;          /* later tickets are not done either */
+		lp->held_head = sc->hnext;
+		if (!lp->held_head)
+			lp->held_tail = NULL;
+		sc->held = 0;
+		mark_dirty(sc);
+		if (rc < 0) {
+			if (!logged)
+				log_sync_failed(rc);
+			logged = true;
+			start_close(sc);
+		} else if (sc->held_input) {
+			sc->held_input = false;
+			if (lp->uring && (sc->recv_busy || sc->send_busy))
+				sc->need_process = true;
+			else
+				process(sc);
+		}
+	}
+}
+
 /* The group commit, then every touched connection's last phase. */
 static void flush(loop *lp)
 {
+	release_held(lp);
 	sconn *list = lp->dirty;
 	lp->dirty = NULL;
 	bool any = false;
 	for (sconn *sc = list; sc; sc = sc->dnext)
 		any |= sc->wrote && !sc->closing;
 	int rc = 0;
+	uint64_t ticket = 0;
 	if (any) {
-		rc = cohort_sync_wait(lp->s->env->db);
+		rc = cohort_sync_start(lp->s->env->db,
+				       lp->notified ? lp->efd : -1, &ticket);
 		if (rc)
-			server_log("sync of the log failed (%s: %s): closing "
-				   "the connections whose writes it held",
-				   cohort_strerror(rc), cohort_errdetail());
+			log_sync_failed(rc);
 	}
 	while (list) {
 		sconn *sc = list;
@@ -774,6 +850,8 @@ static void flush(loop *lp)
 			sc->wrote = false;
 			if (rc)
 				start_close(sc);  /* still marked: stays off lists */
+			else if (ticket && !sc->closing)
+				hold(sc, ticket);
 		}
 		sc->dirty = false;
 		if (lp->uring)
@@ -786,7 +864,7 @@ static void flush(loop *lp)
 static bool loop_done(const loop *lp)
 {
 	return lp->stopping && !lp->conns && !lp->accept_busy &&
-	       !lp->dirty && !lp->pending;
+	       !lp->dirty && !lp->pending && !lp->held_head;
 }
 
 static void uring_run(loop *lp)
@@ -873,7 +951,8 @@ static void epoll_run(loop *lp)
 				uint64_t v;
 				ssize_t r = read(lp->efd, &v, sizeof v);
 				(void)r;
-				begin_stop(lp, now_ms());
+				if (atomic_load(&lp->s->stop))
+					begin_stop(lp, now_ms());
 			} else {
 				sconn *sc = ptr;
 				uint32_t e = evs[i].events;
@@ -900,6 +979,9 @@ static void *loop_main(void *arg)
 	snprintf(name, sizeof name, "cohortd-loop%u", lp->idx);
 	pthread_setname_np(pthread_self(), name);
 	cohort_sync_defer(true);
+	/* the log's word that a sync completed comes on the wake-up fd */
+	lp->notified = lp->s->env->db &&
+		cohort_sync_notify(lp->s->env->db, lp->efd, true) == 0;
 	int64_t now = now_ms();
 	lp->next_sweep = now + SWEEP_MS;
 	lp->next_push = now + PUSH_MS;
@@ -928,6 +1010,8 @@ static void *loop_main(void *arg)
 	} else {
 		epoll_run(lp);
 	}
+	if (lp->notified)
+		cohort_sync_notify(lp->s->env->db, lp->efd, false);
 	return NULL;
 }
 

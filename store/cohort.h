@@ -256,6 +256,26 @@ int cohort_snapshot(cohort_db *db);
 void cohort_sync_defer(bool on);
 int cohort_sync_wait(cohort_db *db);
 
+/*
+ * The same without blocking, for event loops that keep serving while the
+ * log syncs. cohort_sync_notify(db, efd, true) registers an eventfd
+ * (eventfd(2)) for the loop; it must stay open until unregistered
+ * (on = false), which waits for a notification in progress (COHORT_EINVAL
+ * for a bad descriptor, COHORT_ENOMEM). cohort_sync_start takes the calling
+ * thread's deferred writes (as cohort_sync_wait would) and has the log
+ * start making them durable at once; *ticket gets 0 when there is nothing
+ * to wait for (no writes, already durable, or a policy that promises no
+ * more), else the log will write efd (registered, or -1 for none) once the
+ * ticket is durable or the log has failed. cohort_sync_check returns 1
+ * once a ticket's writes are as durable as the policy promises, 0 while
+ * not yet, COHORT_EIO if the log failed (then none of them may be
+ * acknowledged). Tickets of one database complete in order: a ticket done
+ * means every earlier one is. A database without a log never notifies.
+ */
+int cohort_sync_start(cohort_db *db, int efd, uint64_t *ticket /* out */);
+int cohort_sync_check(cohort_db *db, uint64_t ticket);
+int cohort_sync_notify(cohort_db *db, int efd, bool on);
+
 /* How the log writes: "io_uring", "pwrite (...reason...)", or "memory". */
 const char *cohort_db_io_path(const cohort_db *db);
 /* What the last open's recovery cut or lost ("" when nothing). */

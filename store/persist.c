@@ -199,6 +199,38 @@ int cohort_sync_wait(cohort_db *db)
 	return wal_sync(db->wal, lsn);
 }
 
+int cohort_sync_start(cohort_db *db, int efd, uint64_t *ticket)
+{
+	uint64_t lsn = defer_lsn;
+	defer_lsn = 0;
+	*ticket = 0;
+	if (!db || !db->wal || lsn == 0)
+		return 0;
+	int rc = wal_sync_start(db->wal, lsn, efd);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		*ticket = lsn;
+	return 0;
+}
+
+int cohort_sync_check(cohort_db *db, uint64_t ticket)
+{
+	if (!db || !db->wal || ticket == 0)
+		return 1;
+	return wal_sync_check(db->wal, ticket);
+}
+
+int cohort_sync_notify(cohort_db *db, int efd, bool on)
+{
+	if (!db)
+		return seterr(COHORT_EINVAL, "cohort_sync_notify: no database");
+	if (efd < 0)
+		return seterr(COHORT_EINVAL, "cohort_sync_notify: descriptor "
+			      "%d", efd);
+	return db->wal ? wal_notify(db->wal, efd, on) : 0;
+}
+
 /* ------------------------------------------------------------------------
  * Decoding and replay
  * ------------------------------------------------------------------------ */

@@ -28,6 +28,16 @@
  * one has taken for a whole interval (its appenders deferred their wait, or
  * never wait), and appenders signal it only while it sleeps with nothing to
  * watch, so a busy log costs it one wake-up per interval at most.
+ *
+ * Without waiting (wal_sync_start, for event loops): the caller records
+ * the LSN it wants in `want` and the writer flushes it at once, and again
+ * right after each flush while `want` is ahead of the durable LSN, so a
+ * loop keeps serving while its groups follow one another. A start names
+ * the loop's registered eventfd (wal_notify), and after the flush that
+ * makes its LSN durable (or fails) the log writes to that descriptor: only
+ * loops with something to release are woken. nmu guards the descriptors,
+ * so that unregistering waits for a notification in progress and no
+ * descriptor is written after its owner took it back.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -51,6 +61,7 @@
 #include "wal_int.h"
 
 #define BUF_INITIAL (1u << 20)
+#define PREALLOC (16 << 20)     /* segments grow by this much at a time */
 
 typedef struct walbuf {
 	char *p;
@@ -66,7 +77,9 @@ struct wal {
 	char io_path[160];
 	bool uring;
 	struct io_uring ring;      /* used by the flusher only */
-	off_t off;                 /* end of the file; the flusher's */
+	off_t off;                 /* end of the log; the flusher's */
+	off_t alloc;               /* preallocated up to; the flusher's */
+	bool no_prealloc;          /* fallocate refused: grow by writing */
 
 	pthread_mutex_t mu;
 	pthread_cond_t data, done;
@@ -90,6 +103,16 @@ struct wal {
 	_Atomic int error;
 	bool stop;
 	bool writer_idle;          /* ALWAYS: the writer sleeps undated */
+	/* wal_sync_start: the highest LSN asked for without waiting; under
+	 * mu */
+	uint64_t want;
+	pthread_mutex_t nmu;       /* guards notify and nnotify */
+	struct notify {
+		int fd;
+		uint64_t want;     /* LSN to write it at; 0: none */
+	} *notify;
+	size_t nnotify;
+	_Atomic uint32_t nwant;    /* entries with a want */
 	pthread_t thread;
 };
 
@@ -120,9 +143,39 @@ static ssize_t uring_write(wal *w, const char *p, size_t len, off_t off)
 	return io_fault_filter(IO_WRITE, res, len);
 }
 
+/*
+ * Space for len more bytes at w->off, allocated ahead (PostgreSQL's
+ * segment preallocation): an fdatasync after a write that grew the file
+ * must also write the inode's new size, one that stays inside allocated
+ * space does not (measured on this ext4: 137-175 us against
+ * 85-120 us per write + fdatasync). The log's end is then the first
+ * all-zero header, which replay reads as the segment's clean end (and
+ * close and rotation cut the file back to its records). Where fallocate
+ * is refused the file grows by writing, as before.
+ */
+static void prealloc(wal *w, size_t len)
+{
+	if (w->no_prealloc || w->off + (off_t)len <= w->alloc)
+		return;
+	off_t want = (w->off + (off_t)len + PREALLOC - 1) / PREALLOC * PREALLOC;
+	if (fallocate(w->fd, 0, w->alloc, want - w->alloc) == 0)
+		w->alloc = want;
+	else
+		w->no_prealloc = true;  /* a full disk fails the write itself */
+}
+
+/* Cut the file back to its records (the preallocated zeros past them
+ * would read as a clean end anyway: no sync needed). */
+static void cut_prealloc(wal *w)
+{
+	if (w->alloc > w->off && ftruncate(w->fd, w->off) == 0)
+		w->alloc = w->off;
+}
+
 /* Write len bytes at w->off and sync them if asked: 0 or -errno. */
 static int write_out(wal *w, const char *p, size_t len, bool sync)
 {
+	prealloc(w, len);
 	if (!w->uring) {
 		int rc = io_pwrite_all(w->fd, p, len, w->off);
 		if (rc)
@@ -175,6 +228,24 @@ static void futex_wake_bits(_Atomic uint32_t *word, int n, uint32_t bits)
 		NULL, NULL, bits);
 }
 
+/* Tell the event loops whose LSN is now durable (all, if the log
+ * failed). */
+static void notify_loops(wal *w, uint64_t durable, bool stopped)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&w->nmu);
+	for (size_t i = 0; i < w->nnotify; i++) {
+		struct notify *e = &w->notify[i];
+		if (!e->want || (e->want > durable && !stopped))
+			continue;
+		e->want = 0;
+		atomic_fetch_sub(&w->nwant, 1);
+		ssize_t n = write(e->fd, &one, sizeof one);
+		(void)n;   /* EAGAIN: the counter is full, the loop is due anyway */
+	}
+	pthread_mutex_unlock(&w->nmu);
+}
+
 /*
  * Take the active buffer and write it (and sync it, if asked) as group
  * taken + 1, then publish and wake its sleepers. Called with mu held, no
@@ -208,10 +279,13 @@ static void flush_group(wal *w, bool sync)
 	w->busy = false;
 	atomic_fetch_add(&w->flushes, 1);
 	bool stopped = w->error != 0;
+	uint64_t durable = atomic_load(&w->durable_lsn);
 	pthread_cond_broadcast(&w->done);
 	pthread_mutex_unlock(&w->mu);
 
 	/* Wake after unlocking, so that the woken do not queue on mu. */
+	if (atomic_load(&w->nwant))
+		notify_loops(w, durable, stopped);
 	if (stopped) {
 		futex_wake_bits(&w->flushes, INT_MAX, UINT32_MAX);
 		return;
@@ -259,15 +333,21 @@ static void *writer(void *arg)
 				w->writer_idle = false;
 				continue;
 			}
-			/* leave the group to its waiters for one interval */
-			uint64_t taken = w->taken;
-			deadline_in(&ts, w->cfg.interval_ms);
-			while (!w->stop && w->taken == taken &&
-			       pthread_cond_timedwait(&w->data, &w->mu, &ts) == 0)
-				;
-			if (w->stop || w->busy || w->taken != taken ||
-			    w->active.len == 0)
-				continue;
+			/* buffered and asked for without waiting (no flush in
+			 * flight, so it is in the active buffer): now. Else
+			 * leave the group to its waiters for one interval. */
+			if (w->want <= atomic_load(&w->durable_lsn)) {
+				uint64_t taken = w->taken;
+				deadline_in(&ts, w->cfg.interval_ms);
+				while (!w->stop && w->taken == taken &&
+				       w->want <= atomic_load(&w->durable_lsn) &&
+				       pthread_cond_timedwait(&w->data, &w->mu,
+							      &ts) == 0)
+					;
+				if (w->stop || w->busy || w->taken != taken ||
+				    w->active.len == 0)
+					continue;
+			}
 		} else {
 			/* batch for one interval, or until the buffer is half
 			 * full, then write whatever is there */
@@ -336,6 +416,7 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 	w->flushing.p = cmalloc(BUF_INITIAL);
 	w->active.cap = w->flushing.cap = BUF_INITIAL;
 	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->nmu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -470,6 +551,100 @@ stopped:
 	}
 }
 
+/* Have efd written once lsn is durable. */
+static void want_notify(wal *w, int efd, uint64_t lsn)
+{
+	pthread_mutex_lock(&w->nmu);
+	for (size_t i = 0; i < w->nnotify; i++) {
+		struct notify *e = &w->notify[i];
+		if (e->fd != efd)
+			continue;
+		if (!e->want)
+			atomic_fetch_add(&w->nwant, 1);
+		if (lsn > e->want)
+			e->want = lsn;
+		break;
+	}
+	pthread_mutex_unlock(&w->nmu);
+}
+
+int wal_sync_start(wal *w, uint64_t lsn, int efd)
+{
+	if (atomic_load(&w->error))
+		goto stopped;
+	if (w->cfg.fsync != COHORT_FSYNC_ALWAYS ||
+	    atomic_load(&w->durable_lsn) >= lsn)
+		return 1;
+	pthread_mutex_lock(&w->mu);
+	if (lsn >= w->next_lsn) {
+		pthread_mutex_unlock(&w->mu);
+		return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
+			      ", which was never appended", lsn);
+	}
+	if (w->error) {
+		pthread_mutex_unlock(&w->mu);
+		goto stopped;
+	}
+	if (atomic_load(&w->durable_lsn) >= lsn) {
+		pthread_mutex_unlock(&w->mu);
+		return 1;
+	}
+	if (lsn > w->want)
+		w->want = lsn;
+	/* before the writer can finish the flush: it notifies after */
+	if (efd >= 0)
+		want_notify(w, efd, lsn);
+	/* in flight: the writer, woken by its end, takes the rest */
+	if (!w->busy)
+		pthread_cond_signal(&w->data);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+stopped:
+	pthread_mutex_lock(&w->mu);
+	int rc = failed(w);
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+int wal_sync_check(wal *w, uint64_t lsn)
+{
+	if (atomic_load(&w->durable_lsn) >= lsn)
+		return 1;
+	if (!atomic_load(&w->error))
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	int rc = failed(w);
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+int wal_notify(wal *w, int efd, bool on)
+{
+	int rc = 0;
+	pthread_mutex_lock(&w->nmu);
+	size_t i = 0;
+	while (i < w->nnotify && w->notify[i].fd != efd)
+		i++;
+	if (!on) {
+		if (i < w->nnotify) {
+			if (w->notify[i].want)
+				atomic_fetch_sub(&w->nwant, 1);
+			w->notify[i] = w->notify[--w->nnotify];
+		}
+	} else if (i == w->nnotify) {
+		struct notify *n = crealloc(w->notify,
+					    (w->nnotify + 1) * sizeof(*n));
+		if (n) {
+			w->notify = n;
+			n[w->nnotify++] = (struct notify){ .fd = efd };
+		} else {
+			rc = seterr(COHORT_ENOMEM, "log: out of memory");
+		}
+	}
+	pthread_mutex_unlock(&w->nmu);
+	return rc;
+}
+
 int wal_flush(wal *w)
 {
 	pthread_mutex_lock(&w->mu);
@@ -524,9 +699,12 @@ int wal_rotate(wal *w, uint64_t *last)
 		return seterr(COHORT_EIO, "log: fsync of %s: %s", w->dir,
 			      strerror(-d));
 	}
+	cut_prealloc(w);
 	close(w->fd);
 	w->fd = fd;
 	w->off = 0;
+	w->alloc = 0;
+	w->no_prealloc = false;
 	w->bytes = 0;
 	memcpy(w->path, path, sizeof(w->path) - 1);
 	w->path[sizeof(w->path) - 1] = 0;
@@ -555,10 +733,13 @@ int wal_close(wal *w)
 	pthread_join(w->thread, NULL);
 	if (w->uring)
 		io_uring_queue_exit(&w->ring);
+	cut_prealloc(w);
 	if (close(w->fd) && rc == 0)
 		rc = seterr(COHORT_EIO, "log: close of %s: %s", w->path,
 			    strerror(errno));
 	pthread_mutex_destroy(&w->mu);
+	pthread_mutex_destroy(&w->nmu);
+	cfree(w->notify);
 	pthread_cond_destroy(&w->data);
 	pthread_cond_destroy(&w->done);
 	cfree(w->active.p);
@@ -717,6 +898,14 @@ static bool record_ok(const unsigned char *p, size_t len, size_t off,
 	return true;
 }
 
+static bool all_zero(const unsigned char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* Does any valid record start after off? Then the damage at off is not a
  * torn tail. */
 static bool valid_record_after(const unsigned char *p, size_t len, size_t off,
@@ -790,6 +979,9 @@ int wal_replay(const char *dir, uint64_t after, bool salvage,
 		while (off < len && rc == 0) {
 			uint32_t n;
 			uint64_t lsn;
+			/* preallocated and never written: the clean end */
+			if (p[off] == 0 && all_zero(p + off, len - off))
+				break;
 			bool ok = record_ok(p, len, off, &n, &lsn);
 			/* past the snapshot, a gap or a repeat is damage; the
 			 * first record past it must be after + 1 */

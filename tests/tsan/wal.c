@@ -2,11 +2,15 @@
  * wal.c -- ThreadSanitizer: the log's group commit on both I/O paths and
  * under every policy: writers that append and wait (leaders and followers
  * under always), writers that append and never wait (the writer thread's
- * groups), and a thread calling wal_flush meanwhile; then the log must
- * replay every record once, in LSN order.
+ * groups), event-loop threads that start syncs without waiting and sleep
+ * on their eventfd (registering and unregistering it as they go), and a
+ * thread calling wal_flush meanwhile; then the log must replay every
+ * record once, in LSN order.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,6 +19,7 @@
 
 #define NWAIT 6
 #define NNOWAIT 2
+#define NLOOP 2
 #define NPER 300
 
 static wal *w;
@@ -42,6 +47,39 @@ static void *appender(void *arg)
 		if (i % 50 == 0)
 			usleep(1000);
 	}
+	return NULL;
+}
+
+/* cohortd's loops: append a few, start, poll the eventfd, check. */
+static void *evloop(void *arg)
+{
+	(void)arg;
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	EXPECT(efd >= 0, "eventfd");
+	for (int i = 0; i < NPER; i += 3) {
+		if (i % 60 == 0)
+			CHECK(wal_notify(w, efd, true));
+		uint64_t lsn = 0;
+		for (int j = i; j < i + 3 && j < NPER; j++)
+			CHECK(wal_append(w, 3, &j, sizeof j, &lsn));
+		int rc = wal_sync_start(w, lsn, efd);
+		EXPECT(rc >= 0, "start: %d", rc);
+		while (policy == COHORT_FSYNC_ALWAYS &&
+		       (rc = wal_sync_check(w, lsn)) == 0) {
+			struct pollfd pfd = { .fd = efd, .events = POLLIN };
+			poll(&pfd, 1, 100);
+			uint64_t v;
+			ssize_t r = read(efd, &v, sizeof v);
+			(void)r;
+		}
+		EXPECT(rc >= 0, "check: %d", rc);
+		EXPECT(policy != COHORT_FSYNC_ALWAYS ||
+		       wal_durable_lsn(w) >= lsn, "check said durable early");
+		if (i % 60 == 57)
+			CHECK(wal_notify(w, efd, false));
+	}
+	CHECK(wal_notify(w, efd, false));
+	close(efd);
 	return NULL;
 }
 
@@ -75,19 +113,21 @@ static void run(int fsync, bool no_uring)
 	policy = fsync;
 	wal_config cfg = { fsync, 5, no_uring };
 	CHECK(wal_open(dir, &cfg, 1, &w));
-	pthread_t th[NWAIT + NNOWAIT + 1];
+	pthread_t th[NWAIT + NNOWAIT + NLOOP + 1];
 	int n = 0;
 	for (int i = 0; i < NWAIT; i++)
 		pthread_create(&th[n++], NULL, waiter, NULL);
 	for (int i = 0; i < NNOWAIT; i++)
 		pthread_create(&th[n++], NULL, appender, NULL);
+	for (int i = 0; i < NLOOP; i++)
+		pthread_create(&th[n++], NULL, evloop, NULL);
 	pthread_create(&th[n++], NULL, flusher, NULL);
 	for (int i = 0; i < n; i++)
 		pthread_join(th[i], NULL);
 	CHECK(wal_close(w));
 	uint64_t count = 0, last;
 	CHECK(wal_replay(dir, 0, false, count_cb, &count, &last, NULL, 0));
-	EXPECT(count == (uint64_t)(NWAIT + NNOWAIT) * NPER,
+	EXPECT(count == (uint64_t)(NWAIT + NNOWAIT + NLOOP) * NPER,
 	       "replayed %llu records", (unsigned long long)count);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
