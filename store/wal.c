@@ -290,11 +290,13 @@ static void flush_group(wal *w, bool sync)
 		futex_wake_bits(&w->flushes, INT_MAX, UINT32_MAX);
 		return;
 	}
-	if (atomic_load(&w->nwait[g & 1]))
-		futex_wake_bits(&w->flushes, INT_MAX, group_bit(g));
-	/* the next group's leader; the rest of it sleeps on */
+	/* the next group's leader first: woken after the group just done it
+	 * would queue behind all of them for a CPU, and the disk would idle
+	 * meanwhile; the rest of its group sleeps on */
 	if (atomic_load(&w->nwait[(g + 1) & 1]))
 		futex_wake_bits(&w->flushes, 1, group_bit(g + 1));
+	if (atomic_load(&w->nwait[g & 1]))
+		futex_wake_bits(&w->flushes, INT_MAX, group_bit(g));
 }
 
 /* ------------------------------------------------------------------------
