@@ -17,6 +17,10 @@
  *           minutes: about 11 minutes for the set, FAISS beside the other
  *           two); 1,000 queries from the same segments
  * --quick takes 10,000 base vectors and 200 queries of each.
+ * COHORT_BENCH_ANN=PARTS (a comma list of fmnist, synth, store, faiss)
+ * runs only those parts of the suite, e.g. COHORT_BENCH_ANN=fmnist for
+ * the Fashion-MNIST figures alone, without FAISS beside them (about a
+ * minute: what to iterate on); unset, the whole suite runs.
  * The truth is the exact top 10 by a brute-force scan (dist_get()->l2sq_many,
  * all cores). A returned vector counts towards recall@10 when its exact
  * squared distance is at most the true 10th's times (1 + 1e-5), so that
@@ -28,8 +32,10 @@
  * one thread, labels = row numbers:
  *   cohort   hnsw_insert into a graph of 8-bit codes (lo, hi = the base's
  *            minimum and maximum), searched with hnsw_search {k=10, ef,
- *            rerank = ef: every candidate re-ranked with the exact f32
- *            vector the callback hands back from the base array}
+ *            rerank = ef: every candidate that can still make the top 10
+ *            (hnsw.c's rerank) re-ranked with the exact f32 vector the
+ *            callback hands back from the base array; vec_hint prefetches
+ *            the first lines of each a couple of candidates ahead}
  *   hnswlib  HierarchicalNSW<float> over L2Space (bench/peer_hnswlib.cc,
  *            compiled with -march=native), searchKnn with setEf(ef)
  *   faiss    IndexHNSWFlat through /usr/bin/python3 (python3-faiss, with
@@ -101,6 +107,7 @@
 #define RECALL_TOL 1e-5              /* relative, on squared distances */
 #define SYNTH_N_DEFAULT 200000
 #define DISTURBED 0.9                /* cpu share below: flagged */
+#define HINT_BYTES 512               /* of a vector: base_hint prefetches */
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 static const size_t efs[] = { 10, 16, 24, 32, 48, 64, 96, 128, 192, 256 };
@@ -399,6 +406,19 @@ static const float *base_vec(void *p, uint64_t label, float *buf)
 	return label < d->n ? d->base + label * d->dim : NULL;
 }
 
+/* The re-rank's hint: the first lines of the vector set on their way (the
+ * hardware's stream prefetcher follows on with the rest). */
+static void base_hint(void *p, uint64_t label)
+{
+	const ann_data *d = p;
+	if (label >= d->n)
+		return;
+	const char *v = (const char *)(d->base + label * d->dim);
+	size_t len = d->dim * sizeof(float);
+	for (size_t o = 0; o < len && o < HINT_BYTES; o += 64)
+		__builtin_prefetch(v + o);
+}
+
 static int cohort_build(const ann_data *d, ann_curve *c, hnsw **out)
 {
 	hnsw_params p = {
@@ -443,7 +463,7 @@ static int cohort_pass(void *ix, const ann_data *d, size_t ef,
 {
 	hnsw_query qp = {
 		.k = TOPK, .ef = ef, .rerank = ef,
-		.vec = base_vec, .vec_ctx = (void *)d,
+		.vec = base_vec, .vec_ctx = (void *)d, .vec_hint = base_hint,
 	};
 	hnsw_hit hits[TOPK];
 	for (size_t q = 0; q < d->nq; q++) {
@@ -1059,22 +1079,43 @@ static void data_free(ann_data *d)
 	memset(d, 0, sizeof *d);
 }
 
+/* Whether COHORT_BENCH_ANN (unset: everything) names part. */
+static bool part_on(const char *part)
+{
+	const char *env = getenv("COHORT_BENCH_ANN");
+	size_t len = strlen(part);
+	if (!env || !*env)
+		return true;
+	for (const char *p = env; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == len && strncmp(p, part, len) == 0)
+			return true;
+		p += n;
+		p += *p == ',';
+	}
+	return false;
+}
+
 int bench_ann(bench_ctx *ctx)
 {
 	ann_data d;
 	int bad = 0;
-	bool faiss = faiss_present();
+	bool faiss = part_on("faiss") && faiss_present();
 
-	if (!faiss)
+	if (!part_on("faiss"))
+		bench_note(ctx, "FAISS left out (COHORT_BENCH_ANN)");
+	else if (!faiss)
 		bench_note(ctx, "FAISS not installed (python3-faiss, "
 			   "python3-numpy): its figures left out");
 	bench_note(ctx, "one thread each; M=%d, ef_construction=%d, k=%d; "
-		   "ef %zu..%zu; cohort re-ranks all ef candidates with the "
-		   "f32 vectors", LINKS_M, EF_CONSTRUCTION, TOPK, efs[0],
-		   efs[NEF - 1]);
+		   "ef %zu..%zu; cohort re-ranks the ef candidates that can "
+		   "still make the top k with the f32 vectors", LINKS_M,
+		   EF_CONSTRUCTION, TOPK, efs[0], efs[NEF - 1]);
 
 	memset(&d, 0, sizeof d);
-	if (fmnist_load(ctx, &d) == 0) {
+	if (!part_on("fmnist")) {
+		bench_note(ctx, "Fashion-MNIST left out (COHORT_BENCH_ANN)");
+	} else if (fmnist_load(ctx, &d) == 0) {
 		bad |= run_set(ctx, &d, faiss);
 	} else {
 		bench_note(ctx, "Fashion-MNIST not found under %s (Debian "
@@ -1082,15 +1123,23 @@ int bench_ann(bench_ctx *ctx)
 	}
 	data_free(&d);
 
-	synth_make(ctx, &d);
-	if (!ctx->ann_n && !ctx->quick)
-		bench_note(ctx, "synthetic set at %zu vectors; --ann-n 1000000 "
-			   "for the full-size figure (about 11 minutes: each "
-			   "library builds it on one thread, FAISS beside the "
-			   "other two)", d.n);
-	bad |= run_set(ctx, &d, faiss);
-	data_free(&d);
+	if (part_on("synth")) {
+		synth_make(ctx, &d);
+		if (!ctx->ann_n && !ctx->quick)
+			bench_note(ctx, "synthetic set at %zu vectors; --ann-n "
+				   "1000000 for the full-size figure (about 11 "
+				   "minutes: each library builds it on one "
+				   "thread, FAISS beside the other two)", d.n);
+		bad |= run_set(ctx, &d, faiss);
+		data_free(&d);
+	} else {
+		bench_note(ctx, "synthetic set left out (COHORT_BENCH_ANN)");
+	}
 	/* the index inside the store: filters and ingest */
-	bad |= bench_ann_store(ctx);
+	if (part_on("store"))
+		bad |= bench_ann_store(ctx);
+	else
+		bench_note(ctx, "the store's index left out "
+			   "(COHORT_BENCH_ANN)");
 	return bad;
 }

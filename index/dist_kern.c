@@ -270,6 +270,7 @@ typedef simde__mmask16 vmask;
 #define VI_SUB16(a, b) simde_mm512_sub_epi16(a, b)
 #define VI_MADD16(a, b) simde_mm512_madd_epi16(a, b)
 #define VI_ADD32(a, b) simde_mm512_add_epi32(a, b)
+#define VI_AND(a, b) simde_mm512_and_si512(a, b)
 #elif defined(__AVX2__)
 #define W 8
 #define TQ 6
@@ -300,6 +301,7 @@ typedef simde__m256 vmask;
 #define VI_SUB16(a, b) simde_mm256_sub_epi16(a, b)
 #define VI_MADD16(a, b) simde_mm256_madd_epi16(a, b)
 #define VI_ADD32(a, b) simde_mm256_add_epi32(a, b)
+#define VI_AND(a, b) simde_mm256_and_si256(a, b)
 #else
 #define W 4
 #define TQ 2
@@ -330,6 +332,7 @@ typedef simde__m128 vmask;
 #define VI_SUB16(a, b) simde_mm_sub_epi16(a, b)
 #define VI_MADD16(a, b) simde_mm_madd_epi16(a, b)
 #define VI_ADD32(a, b) simde_mm_add_epi32(a, b)
+#define VI_AND(a, b) simde_mm_and_si128(a, b)
 #endif
 
 #define NV (DIST_BLOCK / W)       /* vectors per block row */
@@ -502,10 +505,25 @@ static void NAME(cosine_many)(const float *q, const float *base,
  * into 32-bit lanes by madd: a pair is at most 2 * 65025, far inside. */
 #define WB (W * 4)                /* bytes per vector */
 
-static ALWAYS_INLINE vi load_tail_u8(const uint8_t *p, size_t n)
+/* 64 zero bytes, then 64 of 0xff: the WB bytes from 64 - WB + n keep the
+ * last n lanes of a vector. */
+#define FF8 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+static const uint8_t keep_last[128] = {
+	[64] = FF8, FF8, FF8, FF8, FF8, FF8, FF8, FF8
+};
+
+/* The last n (0 < n < WB) of dim bytes at p, in the last n lanes and
+ * zeros before. With dim >= WB, the vector that ends at the end of the
+ * row, the bytes already counted masked off: no copy through the stack,
+ * whose narrow stores a wide load cannot forward from; shorter rows are
+ * copied. The lane order does not matter to the sums. */
+static ALWAYS_INLINE vi load_tail_u8(const uint8_t *p, size_t dim, size_t n)
 {
+	if (dim >= WB)
+		return VI_AND(VI_LOADU(p + dim - WB),
+			      VI_LOADU(keep_last + 64 - WB + n));
 	uint8_t t[WB] = {0};
-	memcpy(t, p, n);
+	memcpy(t + WB - n, p + dim - n, n);
 	return VI_LOADU(t);
 }
 
@@ -549,8 +567,8 @@ static ALWAYS_INLINE vi step_ip_u8(vi acc, vi a, vi b)
 		for (; i + WB <= dim; i += WB)                                \
 			s0 = STEP(s0, VI_LOADU(a + i), VI_LOADU(b + i));      \
 		if (i < dim)                                                  \
-			s1 = STEP(s1, load_tail_u8(a + i, dim - i),           \
-				  load_tail_u8(b + i, dim - i));              \
+			s1 = STEP(s1, load_tail_u8(a, dim, dim - i),          \
+				  load_tail_u8(b, dim, dim - i));             \
 		return hsum_i32(VI_ADD32(s0, s1));                            \
 	}
 
@@ -579,8 +597,8 @@ static int32_t NAME(l2sq_u8_max)(const uint8_t *a, const uint8_t *b,
 	for (; i + WB <= dim; i += WB)
 		s0 = step_l2_u8(s0, VI_LOADU(a + i), VI_LOADU(b + i));
 	if (i < dim)
-		s1 = step_l2_u8(s1, load_tail_u8(a + i, dim - i),
-				load_tail_u8(b + i, dim - i));
+		s1 = step_l2_u8(s1, load_tail_u8(a, dim, dim - i),
+				load_tail_u8(b, dim, dim - i));
 	return hsum_i32(VI_ADD32(s0, s1));
 }
 

@@ -57,7 +57,17 @@ typedef struct hnsw_hit {
 } hnsw_hit;
 
 /* The exact vector of a label for the re-rank; NULL if it has none any
- * more (then the hit is dropped). */
+ * more (then the hit is dropped). It must be the vector the label's node
+ * was inserted with (a row that changed is re-inserted, or has none until
+ * then): with L2 the re-rank trusts its code to bound its distance.
+ *
+ * The re-rank (L2). A node keeps how far its code is from its vector (the
+ * quantisation error); a candidate's distance is at least its code
+ * distance less that error and the query's, so the candidates are
+ * measured in the order of that bound, up to the first whose bound is past
+ * the k-th best exact distance found: the answer is that of measuring them
+ * all, with fewer vectors read (k when the codes are the vectors, as 8-bit
+ * pixels over [0, 255] are). Inner product measures them all. */
 typedef const float *(*hnsw_vec_fn)(void *ctx, uint64_t label, float *buf);
 
 int hnsw_new(const hnsw_params *p, hnsw **out);
@@ -73,10 +83,19 @@ size_t hnsw_reclaim(hnsw *h);
 typedef struct hnsw_query {
 	size_t k;                /* results wanted */
 	size_t ef;               /* candidate list size, >= k (raised to k) */
-	size_t rerank;           /* candidates re-ranked exactly; 0: none
-	                            (code distances, rescaled, are returned) */
+	size_t rerank;           /* the best candidates (by code) that are
+	                            re-ranked exactly; 0: none (code
+	                            distances, rescaled, are returned). L2
+	                            measures only those that can still make
+	                            the best k (see the re-rank below) */
 	hnsw_vec_fn vec;         /* for the re-rank */
 	void *vec_ctx;
+	/* optional: the re-rank names a label a couple of candidates before
+	 * it asks vec for it, so that the caller can start fetching the
+	 * vector meanwhile (e.g. __builtin_prefetch of its lines); a hint
+	 * only: it must not block, and the label may be asked for, or not.
+	 * NULL: none */
+	void (*vec_hint)(void *ctx, uint64_t label);
 	/* an allowed set: only labels with allow(label) true are returned */
 	bool (*allow)(void *ctx, uint64_t label);
 	void *allow_ctx;
@@ -101,7 +120,9 @@ void hnsw_get_stats(const hnsw *h, hnsw_stats *out);
  * node's label passed through map (NULL: kept) -- UINT64_MAX makes the
  * node a tombstone in the copy. The graph must not change meanwhile (the
  * store saves from a forked child). Loading builds a graph from those
- * bytes: -EINVAL if they are malformed (every link is checked).
+ * bytes: -EINVAL if they are malformed (every link is checked). The bytes
+ * of the format before the quantisation errors load too (their nodes'
+ * errors unknown: the re-rank measures every candidate among them).
  */
 typedef uint64_t (*hnsw_map_fn)(void *ctx, uint64_t label);
 typedef int (*hnsw_put_fn)(void *ctx, const void *p, size_t n);

@@ -3,7 +3,9 @@
  * on Fashion-MNIST (Debian's dataset-fashion-mnist) and on clustered
  * vectors, after churn (30% deleted, 30% re-inserted, reclaimed), with an
  * allowed set at 50% and 5% (exactly k results whenever k rows pass),
- * inner product, and inserts, deletes and searches on several threads.
+ * inner product, and inserts, deletes and searches on several threads;
+ * the bounded re-rank against measuring every candidate; saving, and
+ * loading both formats.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -405,6 +407,124 @@ Test(hnsw, fashion_mnist_recall)
 	free(qs);
 }
 
+/* ---- the re-rank ---- */
+typedef struct counted {
+	const float *x;
+	size_t d;
+	size_t calls, hints;
+} counted;
+
+static const float *vec_counted(void *ctx, uint64_t label, float *buf)
+{
+	counted *c = ctx;
+	(void)buf;
+	c->calls++;
+	return c->x + label * c->d;
+}
+
+static void hint_counted(void *ctx, uint64_t label)
+{
+	counted *c = ctx;
+	(void)label;
+	c->hints++;
+}
+
+/* The full re-rank by hand: the ef candidates of a search that re-ranks
+ * none, measured exactly, the best K (ties: the lower label, which is the
+ * node number here). Returns how many. */
+static size_t full_rerank(hnsw *h, const float *x, size_t d, const float *q,
+			  size_t ef, hnsw_hit *out)
+{
+	hnsw_query qp = { .k = ef, .ef = ef };
+	hnsw_hit c[128];
+	size_t nc;
+	cr_assert_leq(ef, 128);
+	cr_assert_eq(hnsw_search(h, q, &qp, c, &nc), 0);
+	const dist_kernels *k = dist_get();
+	for (size_t i = 0; i < nc; i++)
+		c[i].dist = k->l2sq(q, x + c[i].label * d, d);
+	for (size_t i = 1; i < nc; i++) {
+		for (size_t j = i; j > 0; j--) {
+			hnsw_hit a = c[j - 1], b = c[j];
+			if (a.dist < b.dist ||
+			    (a.dist == b.dist && a.label < b.label))
+				break;
+			c[j - 1] = b;
+			c[j] = a;
+		}
+	}
+	size_t n = nc < K ? nc : K;
+	memcpy(out, c, n * sizeof(hnsw_hit));
+	return n;
+}
+
+/* Searches of nq queries with the bounded re-rank (and hints when asked)
+ * give the full re-rank's answers; *calls gets the vectors measured. */
+static void same_as_full(hnsw *h, const float *x, size_t d, const float *qs,
+			 size_t nq, size_t ef, bool hint, size_t *calls)
+{
+	counted c = { x, d, 0, 0 };
+	hnsw_query qp = { .k = K, .ef = ef, .rerank = ef, .vec = vec_counted,
+			  .vec_ctx = &c };
+	if (hint)
+		qp.vec_hint = hint_counted;
+	for (size_t q = 0; q < nq; q++) {
+		hnsw_hit got[K], want[K];
+		size_t ng, nw = full_rerank(h, x, d, qs + q * d, ef, want);
+		cr_assert_eq(hnsw_search(h, qs + q * d, &qp, got, &ng), 0);
+		cr_assert_eq(ng, nw, "query %zu", q);
+		for (size_t i = 0; i < ng; i++) {
+			cr_assert_eq(got[i].label, want[i].label,
+				     "query %zu rank %zu", q, i);
+			cr_assert_float_eq(got[i].dist, want[i].dist, 0);
+		}
+	}
+	cr_assert(!hint || c.hints > 0, "no hints");
+	*calls = c.calls;
+}
+
+/* Clustered vectors rounded to whole numbers in 0..255: codes over
+ * [0, 255] that are the vectors themselves. */
+static float *on_grid(size_t n, size_t d)
+{
+	float *x = clustered(n, d, 40);
+	for (size_t i = 0; i < n * d; i++) {
+		float v = roundf((x[i] + 1.5f) * 85);
+		x[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+	}
+	return x;
+}
+
+Test(hnsw, rerank_measures_only_what_can_make_the_top_k)
+{
+	size_t n = 5000, d = 24, nq = 100, ef = 48, calls;
+	float *x = on_grid(n + nq, d);
+	hnsw *h = build(x, n, d, 0, 255, HNSW_L2);
+	same_as_full(h, x, d, x + n * d, nq, ef, false, &calls);
+	/* no quantisation error: the code distances are the distances, and
+	 * about K candidates are measured (a tie at the K-th adds one) */
+	cr_assert_leq(calls, nq * (K + 1), "%zu vectors for %zu queries",
+		      calls, nq);
+	same_as_full(h, x, d, x + n * d, nq, ef, true, &calls);
+	hnsw_free(h);
+	free(x);
+}
+
+Test(hnsw, rerank_bound_holds_off_the_grid)
+{
+	size_t n = 5000, d = 32, nq = 100, calls;
+	float *x = clustered(n + nq, d, 40);
+	/* a range narrower than the data: clamped codes, large errors */
+	hnsw *h = build(x, n, d, -0.8f, 0.8f, HNSW_L2);
+	same_as_full(h, x, d, x + n * d, nq, 64, true, &calls);
+	hnsw_free(h);
+	h = build(x, n, d, -2, 2, HNSW_L2);
+	same_as_full(h, x, d, x + n * d, nq, 64, false, &calls);
+	cr_assert_leq(calls, nq * 64);
+	hnsw_free(h);
+	free(x);
+}
+
 /* ---- saving and loading ---- */
 typedef struct sbuf {
 	uint8_t *p;
@@ -475,5 +595,68 @@ Test(hnsw, save_load_same_answers)
 	hnsw_free(h);
 	hnsw_free(g);
 	free(b.p);
+	free(x);
+}
+
+/* The bytes of the format before quantisation errors ("HNSW"): b's, each
+ * node's error left out. Node records: flags, level, label, sum of codes,
+ * error, codes, level-0 count and links, then (unless freed, flag 2) each
+ * upper level's count and links. */
+static sbuf format_v1(const sbuf *b)
+{
+	sbuf o = { 0 };
+	uint32_t hdr[6];
+	memcpy(hdr, b->p, sizeof hdr);
+	size_t dim = hdr[3], next = hdr[5], off = 48;
+	hdr[0] = 0x57534e48u;
+	sput(&o, hdr, sizeof hdr);
+	sput(&o, b->p + 24, off - 24);
+	for (size_t i = 0; i < next; i++) {
+		uint8_t f = b->p[off], lv = b->p[off + 1];
+		sput(&o, b->p + off, 14);
+		off += 18;
+		uint16_t n0;
+		memcpy(&n0, b->p + off + dim, 2);
+		size_t len = dim + 2 + n0 * 4u;
+		for (int l = 1; l <= lv && !(f & 2); l++) {
+			uint32_t cnt;
+			memcpy(&cnt, b->p + off + len, 4);
+			len += 4 + cnt * 4u;
+		}
+		sput(&o, b->p + off, len);
+		off += len;
+	}
+	cr_assert_eq(off, b->len);
+	return o;
+}
+
+Test(hnsw, loads_the_format_before_errors)
+{
+	size_t n = 3000, d = 20, nq = 50, ef = 40;
+	float *x = on_grid(n + nq, d);
+	hnsw *h = build(x, n, d, 0, 255, HNSW_L2);
+	sbuf b = { 0 };
+	cr_assert_eq(hnsw_save(h, NULL, NULL, sput, &b), 0);
+	sbuf v1 = format_v1(&b);
+	hnsw *g;
+	cr_assert_eq(hnsw_load(v1.p, v1.len, &g), 0);
+	cr_assert_eq(hnsw_check(g), 0);
+	/* the same answers; the old graph's errors unknown, every candidate
+	 * is measured */
+	size_t calls_h, calls_g;
+	same_as_full(h, x, d, x + n * d, nq, ef, false, &calls_h);
+	same_as_full(g, x, d, x + n * d, nq, ef, false, &calls_g);
+	cr_assert_eq(calls_g, nq * ef);
+	cr_assert_lt(calls_h, calls_g);
+	/* an error below zero would prune what it must not: refused (the
+	 * first node's error is at 48 + 14) */
+	float neg = -1;
+	memcpy(b.p + 62, &neg, 4);
+	hnsw *bad = NULL;
+	cr_assert_eq(hnsw_load(b.p, b.len, &bad), -EINVAL);
+	hnsw_free(h);
+	hnsw_free(g);
+	free(b.p);
+	free(v1.p);
 	free(x);
 }
