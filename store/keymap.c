@@ -9,7 +9,8 @@
  * (tag * cap) >> 32, so capacities need not be powers of two: they follow
  * 16, 24, 32, 48, 64 ... (x1.5, x1.33), exact jemalloc size classes.
  * Removal shifts the following entries back (no tombstones), so probe
- * lengths never degrade under churn.
+ * lengths never degrade under churn. A bulk load into an empty stripe
+ * (a snapshot's keys) places its entries in order of home position.
  *
  * Concurrency: every function runs under the stripe's lock (shared for
  * keymap_find, exclusive otherwise); see store_int.h.
@@ -148,14 +149,56 @@ int keymap_insert(cohort_table *t, stripe *s, uint64_t hash, uint32_t slot)
 	return 0;
 }
 
+/*
+ * Fill an empty table from n entries: a counting sort by home position,
+ * then each entry at max(its home, the one after the previous entry), the
+ * layout that inserting them in that order gives, without a probe loop
+ * and its mispredicted branches (the random inserts cost three times as
+ * much). The entries that run past the end wrap around as usual, last.
+ * False, having placed nothing, where the scratch cannot be allocated.
+ */
+static bool build_sorted(stripe *s, const uint64_t *e, uint32_t n)
+{
+	uint32_t cap = s->cap;
+	uint32_t *at = cmalloc(((size_t)cap + 1) * sizeof(uint32_t));
+	uint64_t *by_home = cmalloc((size_t)n * sizeof(uint64_t));
+	if (!at || !by_home) {
+		cfree(at);
+		cfree(by_home);
+		return false;
+	}
+	memset(at, 0, ((size_t)cap + 1) * sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++)
+		at[oa_home((uint32_t)(e[i] >> 32), cap) + 1]++;
+	for (uint32_t h = 0; h < cap; h++)
+		at[h + 1] += at[h];
+	for (uint32_t i = 0; i < n; i++)
+		by_home[at[oa_home((uint32_t)(e[i] >> 32), cap)]++] = e[i];
+	uint32_t i = 0, pos = 0;
+	for (; i < n; i++) {
+		uint32_t home = oa_home((uint32_t)(by_home[i] >> 32), cap);
+		if (pos < home)
+			pos = home;
+		if (pos == cap)
+			break;
+		s->entries[pos++] = by_home[i];
+	}
+	for (; i < n; i++)
+		oa_place(s->entries, cap, by_home[i]);
+	cfree(at);
+	cfree(by_home);
+	return true;
+}
+
 int keymap_insert_entries(cohort_table *t, stripe *s, const uint64_t *e,
 			  size_t n)
 {
 	int rc = keymap_reserve(t, s, s->count + (uint32_t)n);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < n; i++)
-		oa_place(s->entries, s->cap, e[i]);
+	if (s->count != 0 || n < 64 || !build_sorted(s, e, (uint32_t)n))
+		for (size_t i = 0; i < n; i++)
+			oa_place(s->entries, s->cap, e[i]);
 	s->count += (uint32_t)n;
 	return 0;
 }

@@ -562,14 +562,19 @@ static int load_table(cohort_db *db, in *r, const section *s)
 	return rc;
 }
 
-static int load_rows(cohort_table *t, in *r, const section *keys,
-		     const section *times, uint64_t nrows)
+/*
+ * A table's rows are two jobs. load_keymap needs only the keys section: it
+ * hashes every key and fills the key map, the entries sorted by stripe (a
+ * counting sort on the stripe bits) so that each stripe's table fills from
+ * one run while it is in cache. Slot i is row i (a fresh table allocates
+ * slots in order, and load_slots checks it), so it needs no slot numbers
+ * and runs beside load_slots, which allocates the slots (the key bytes go
+ * into the arena); load_times then copies the row times.
+ */
+static int load_keymap(cohort_table *t, const in *r, const section *keys,
+		       uint64_t nrows)
 {
 	bytes_in k = { keys->p, keys->len, 0, false };
-	bytes_in tm = { times->p, times->len, 0, false };
-	if (times->len != nrows * 8)
-		return corrupt(r, times->at, "row times do not match the rows");
-	/* Pass 1, in row order: slots, keys, times, and each key's hash. */
 	uint64_t *hashes = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
 	uint64_t *sorted = cmalloc((nrows ? nrows : 1) * sizeof(uint64_t));
 	if (!hashes || !sorted) {
@@ -578,127 +583,177 @@ static int load_rows(cohort_table *t, in *r, const section *keys,
 		return seterr(COHORT_ENOMEM, "snapshot: out of memory");
 	}
 	int rc = 0;
-	for (uint64_t i = 0; i < nrows && rc == 0; i++) {
+	uint32_t start[NSTRIPES + 1] = { 0 };
+	for (uint64_t i = 0; i < nrows; i++) {
 		uint8_t len = (uint8_t)bin_uint(&k, 1);
 		const void *key = bin_take(&k, len);
-		int64_t time = (int64_t)bin_uint(&tm, 8);
 		if (!key || len == 0) {
 			rc = corrupt(r, keys->at, "bad key");
 			break;
 		}
+		hashes[i] = key_hash(key, len);
+		start[(hashes[i] >> 56) + 1]++;
+	}
+	if (rc == 0 && k.off != k.len)
+		rc = corrupt(r, keys->at, "trailing bytes after the keys");
+	if (rc == 0) {
 		/* no duplicate check: the section's checksum vouches for what
 		 * the writer wrote, and the writer wrote a key map's keys */
-		uint32_t slot;
-		rc = table_slot_alloc(t, key, len, &slot);
-		if (rc == 0 && slot != i)
-			rc = corrupt(r, keys->at, "rows out of order");
-		if (rc == 0) {
-			tab_chunk(t, slot)->time[slot_off(slot)] = time;
-			hashes[i] = key_hash(key, len);
-		}
+		for (int b = 0; b < NSTRIPES; b++)
+			start[b + 1] += start[b];
+		uint32_t fill[NSTRIPES];
+		memcpy(fill, start, sizeof(fill));
+		for (uint64_t i = 0; i < nrows; i++)
+			sorted[fill[hashes[i] >> 56]++] =
+				keymap_entry(hashes[i], (uint32_t)i);
+		for (int b = 0; b < NSTRIPES && rc == 0; b++)
+			rc = keymap_insert_entries(t, &t->stripes[b],
+						   sorted + start[b],
+						   start[b + 1] - start[b]);
 	}
-	/* Pass 2: the key map entries sorted by stripe (a counting sort on
-	 * the stripe bits), then each stripe filled from a sequential run,
-	 * its table in cache while it fills. */
-	uint32_t start[NSTRIPES + 1] = { 0 };
-	for (uint64_t i = 0; i < nrows && rc == 0; i++)
-		start[(hashes[i] >> 56) + 1]++;
-	for (int b = 0; b < NSTRIPES; b++)
-		start[b + 1] += start[b];
-	uint32_t fill[NSTRIPES];
-	memcpy(fill, start, sizeof(fill));
-	for (uint64_t i = 0; i < nrows && rc == 0; i++)
-		sorted[fill[hashes[i] >> 56]++] = keymap_entry(hashes[i],
-							       (uint32_t)i);
-	for (int b = 0; b < NSTRIPES && rc == 0; b++)
-		rc = keymap_insert_entries(t, &t->stripes[b], sorted + start[b],
-					   start[b + 1] - start[b]);
 	cfree(hashes);
 	cfree(sorted);
-	if (rc)
-		return rc;
-	if (k.off != k.len)
-		return corrupt(r, keys->at, "trailing bytes after the keys");
+	return rc;
+}
+
+static int load_slots(cohort_table *t, const in *r, const section *keys,
+		      uint64_t nrows)
+{
+	bytes_in k = { keys->p, keys->len, 0, false };
+	for (uint64_t i = 0; i < nrows; i++) {
+		uint8_t len = (uint8_t)bin_uint(&k, 1);
+		const void *key = bin_take(&k, len);
+		if (!key || len == 0)
+			return corrupt(r, keys->at, "bad key");
+		uint32_t slot;
+		int rc = table_slot_alloc(t, key, len, &slot);
+		if (rc)
+			return rc;
+		if (slot != i)
+			return corrupt(r, keys->at, "rows out of order");
+	}
 	return 0;
 }
 
-static int load_column(cohort_table *t, in *r, const section *s,
-		       uint64_t nrows)
+/* The row times, a chunk at a time, over the "no time yet" of the slots. */
+static int load_times(cohort_table *t, const in *r, const section *times,
+		      uint64_t nrows)
 {
-	const tcol *c = t->cols[s->column];
-	bytes_in cu = { s->p, s->len, 0, false };
-	uint64_t nwords = (nrows + 63) / 64;
-	const unsigned char *valid = bin_take(&cu, nwords * 8);
-	uint32_t nstr = 0;
-	if (c->type == COHORT_CAT) {
-		nstr = (uint32_t)bin_uint(&cu, 4);
-		for (uint32_t i = 0; i < nstr && !cu.bad; i++) {
-			uint16_t len = (uint16_t)bin_uint(&cu, 2);
-			const char *str = bin_take(&cu, len);
-			uint32_t code;
-			if (!str)
-				break;
-			int rc = dict_intern(c->dict, str, len, &code);
-			if (rc)
-				return rc;
-			if (code != i)
-				return corrupt(r, s->at, "repeated cat string");
-		}
-	}
-	size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
-	const unsigned char *vals = bin_take(&cu, nrows * vw);
-	const unsigned char *p1 = c->has_plane1 ? bin_take(&cu, nrows * 8) : NULL;
-	if (cu.bad || cu.off != cu.len)
-		return corrupt(r, s->at, "column section of the wrong size");
+	if (times->len != nrows * 8)
+		return corrupt(r, times->at, "row times do not match the rows");
 	for (uint64_t row0 = 0; row0 < nrows; row0 += CHUNK_ROWS) {
-		uint32_t slot = (uint32_t)row0;
-		colchunk *ch = col_chunk(c, slot);
 		uint64_t n = nrows - row0 < CHUNK_ROWS ? nrows - row0 : CHUNK_ROWS;
-		memcpy(ch->valid, valid + row0 / 8, (n + 63) / 64 * 8);
-		if (n & 63)   /* bits past the last row stay clear */
-			ch->valid[n / 64] &= (UINT64_C(1) << (n & 63)) - 1;
-		if (c->type == COHORT_VEC) {
-			for (uint64_t i = 0; i < n; i++)
-				memcpy((char *)ch->plane0 + i * c->width,
-				       vals + (row0 + i) * vw, vw);
-		} else {
-			memcpy(ch->plane0, vals + row0 * vw, n * vw);
-		}
-		if (p1)
-			memcpy(ch->plane1, p1 + row0 * 8, n * 8);
-		if (c->type == COHORT_CAT)
-			for (uint64_t i = 0; i < n; i++)
-				if (bit_get(ch->valid, (uint32_t)i) &&
-				    ((uint32_t *)ch->plane0)[i] >= nstr)
-					return corrupt(r, s->at, "bad cat code");
+		memcpy(tab_chunk(t, (uint32_t)row0)->time, times->p + row0 * 8,
+		       n * 8);
 	}
 	return 0;
 }
 
 /*
- * Loading is a pipeline of three threads. A reader streams the file into
- * memory in large sequential reads. This thread walks the section headers
- * as their bytes arrive, creates each table from its schema section, and
- * queues jobs: the keys and row times of a table, then each column. A
- * helper thread (and this one, once the walk is done) takes jobs in order,
- * waits for the job's bytes to have arrived, checks their checksum and
- * fills the table's pre-allocated chunks. So the disk, the key map and the
- * column copies run at the same time. Jobs touch disjoint memory; the error
+ * Loading is a pipeline. A reader thread streams the file into memory in
+ * large sequential reads. This thread walks the section headers as their
+ * bytes arrive, creates each table from its schema section, and queues
+ * jobs: a table's slots (its chunks first), its key map, then each column.
+ * Helper threads (and this one, while it waits for bytes and once the walk
+ * is done) take jobs in order, wait for the job's bytes, check their
+ * checksum and fill the table: a column fills each chunk as soon as the
+ * slots job has reserved it. So the disk, the reserve (the kernel zeroing
+ * every chunk's pages, the longest step), the key map and the column
+ * copies run at the same time. Jobs touch disjoint memory; the error
  * reported is that of the first failing job in file order.
+ *
+ * The file's bytes sit at their own offsets in one mapping (so a section
+ * is always one contiguous run), but its pages are recycled: a 2 MiB step
+ * of the file that no job and no pending header still needs gives its
+ * pages to the next read, moved there with mremap. Every fresh page costs
+ * the kernel a zeroing pass and, in a virtual machine, often a fault in
+ * the host too: on this project's VM a cold open that took a fresh page
+ * for every byte of the file ran at half the disk's speed or less. The
+ * reader holds at most FEED_HELD steps of pages while a consumer runs (it
+ * will free steps, or come to wait); when none runs, all of them wait for
+ * bytes or for each other, and it reads on into fresh pages: a section
+ * larger than the limit never stalls the load.
  */
-#define FEED_STEP (8u << 20)
+#define FEED_STEP (8u << 20)      /* a pread, on the fallback path */
+#define FEED_QD 16                /* io_uring reads in flight */
+#define FEED_URING_STEP (2u << 20) /* one read; a huge page; the recycling unit */
+#define FEED_HELD 48              /* steps of pages the reader may hold */
+/* Worker threads besides this one: the slots and the key map of a table
+ * each keep one busy for a while, and the columns must not wait for them. */
+#define LOAD_HELPERS 3
 
 typedef struct feed {
 	int fd;
 	bool direct;             /* O_DIRECT: straight from the disk */
 	const char *path;
-	unsigned char *buf;
+	unsigned char *buf;      /* file offset 0, aligned to a step */
+	void *map;               /* the mapping that holds buf */
+	size_t map_len;
 	size_t len;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;       /* consumers: more bytes are ready */
+	pthread_cond_t rcv;      /* reader: pages to recycle, a waiter, stop */
 	size_t ready;            /* bytes read so far */
 	int err;                 /* -errno of a failed read */
+	/* recycling, under mu */
+	size_t nsteps;
+	uint32_t *users;         /* per step: queued jobs and pins using it */
+	uint8_t *freed;          /* per step: its pages went to spare */
+	size_t *spare;           /* steps whose pages nobody needs */
+	size_t nspare;
+	size_t held;             /* steps with pages, not spare */
+	size_t done_to;          /* the walk needs no byte before this */
+	size_t need;             /* the furthest byte a consumer waits for */
+	int running;             /* consumers not waiting for bytes */
+	bool reader_waits;
+	bool recycle;            /* the io_uring reader is on: steps recycle */
+	bool stop;               /* no more recycling: read on freely */
 } feed;
+
+/* The mapping for the file's bytes, aligned to a step so that a step is a
+ * huge page where the kernel has them, and the recycling state. */
+static int feed_alloc(feed *f)
+{
+	f->nsteps = (f->len + FEED_URING_STEP - 1) / FEED_URING_STEP;
+	f->map_len = (f->nsteps + 1) * (size_t)FEED_URING_STEP;
+	f->map = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->map == MAP_FAILED) {
+		f->map = NULL;
+		return COHORT_ENOMEM;
+	}
+	uintptr_t at = ((uintptr_t)f->map + FEED_URING_STEP - 1) &
+		       ~(uintptr_t)(FEED_URING_STEP - 1);
+	f->buf = (unsigned char *)at;
+	madvise(f->buf, f->nsteps * (size_t)FEED_URING_STEP, MADV_HUGEPAGE);
+	size_t n = f->nsteps ? f->nsteps : 1;
+	f->users = ccalloc(n, sizeof(uint32_t));
+	f->freed = ccalloc(n, 1);
+	f->spare = cmalloc(n * sizeof(size_t));
+	if (!f->users || !f->freed || !f->spare) {
+		cfree(f->users);
+		cfree(f->freed);
+		cfree(f->spare);
+		munmap(f->map, f->map_len);
+		return COHORT_ENOMEM;
+	}
+	f->running = 1;               /* the thread that walks the headers */
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	pthread_cond_init(&f->rcv, NULL);
+	return 0;
+}
+
+static void feed_free(feed *f)
+{
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cv);
+	pthread_cond_destroy(&f->rcv);
+	cfree(f->users);
+	cfree(f->freed);
+	cfree(f->spare);
+	munmap(f->map, f->map_len);
+}
 
 static void feed_publish(feed *f, size_t ready, int err)
 {
@@ -709,6 +764,110 @@ static void feed_publish(feed *f, size_t ready, int err)
 	pthread_mutex_unlock(&f->mu);
 }
 
+/* Step j is no longer needed by anyone: its pages may go. Under mu. */
+static void step_maybe_free(feed *f, size_t j)
+{
+	if (!f->recycle || f->users[j] || f->freed[j] ||
+	    (j + 1) * (size_t)FEED_URING_STEP > f->done_to)
+		return;
+	f->freed[j] = 1;
+	f->spare[f->nspare++] = j;
+	f->held--;
+	if (f->reader_waits)
+		pthread_cond_signal(&f->rcv);
+}
+
+/* A job or a pin will read bytes [from, to): their steps stay. */
+static void feed_hold(feed *f, size_t from, size_t to)
+{
+	pthread_mutex_lock(&f->mu);
+	for (size_t j = from / FEED_URING_STEP;
+	     j < f->nsteps && j * (size_t)FEED_URING_STEP < to; j++)
+		f->users[j]++;
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void feed_release(feed *f, size_t from, size_t to)
+{
+	pthread_mutex_lock(&f->mu);
+	for (size_t j = from / FEED_URING_STEP;
+	     j < f->nsteps && j * (size_t)FEED_URING_STEP < to; j++)
+		if (--f->users[j] == 0)
+			step_maybe_free(f, j);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* The walk has queued the jobs of every section before off. */
+static void feed_done_to(feed *f, size_t off)
+{
+	pthread_mutex_lock(&f->mu);
+	size_t j = f->done_to / FEED_URING_STEP;
+	f->done_to = off;
+	for (; j < f->nsteps && (j + 1) * (size_t)FEED_URING_STEP <= off; j++)
+		step_maybe_free(f, j);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* Read on to the end with fresh pages (the walk is over, or failed). */
+static void feed_stop(feed *f)
+{
+	pthread_mutex_lock(&f->mu);
+	f->stop = true;
+	pthread_cond_signal(&f->rcv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* A consumer starts (+1) or stops (-1) running: when none runs, all wait
+ * for bytes and only the reader can free them. */
+static void feed_running(feed *f, int d)
+{
+	pthread_mutex_lock(&f->mu);
+	f->running += d;
+	if (f->running == 0 && f->reader_waits)
+		pthread_cond_signal(&f->rcv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * Pages for step k, the next to read: a freed step's, moved to k, or fresh
+ * ones. Returns false when the reader holds FEED_HELD steps already and
+ * a consumer still runs (it will free steps, or come to wait for bytes);
+ * with wait (nothing in flight), it sleeps until that changes instead.
+ */
+static bool step_pages(feed *f, size_t k, bool wait)
+{
+	pthread_mutex_lock(&f->mu);
+	for (;;) {
+		if (f->nspare) {
+			size_t j = f->spare[--f->nspare];
+			f->held++;
+			pthread_mutex_unlock(&f->mu);
+			/* DONTUNMAP: step j stays mapped (empty), so that no
+			 * other mapping can take its place before the whole
+			 * range is unmapped. Where the move fails (a kernel
+			 * before 5.7), step k keeps its own fresh pages. */
+			mremap(f->buf + j * FEED_URING_STEP, FEED_URING_STEP,
+			       FEED_URING_STEP,
+			       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+			       f->buf + k * FEED_URING_STEP);
+			return true;
+		}
+		if (f->stop || f->held < FEED_HELD ||
+		    (f->running == 0 && f->need > k * (size_t)FEED_URING_STEP)) {
+			f->held++;
+			pthread_mutex_unlock(&f->mu);
+			return true;
+		}
+		if (!wait)
+			break;
+		f->reader_waits = true;
+		pthread_cond_wait(&f->rcv, &f->mu);
+		f->reader_waits = false;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return false;
+}
+
 /*
  * The file through io_uring with several reads in flight (a queue depth of
  * one leaves the device idle between requests), published in file order as
@@ -716,15 +875,12 @@ static void feed_publish(feed *f, size_t ready, int err)
  * io_uring cannot be set up or the file system refuses O_DIRECT; the
  * caller then reads with pread.
  */
-#define FEED_QD 16
-#define FEED_URING_STEP (2u << 20)
-
 static bool feed_uring(feed *f)
 {
 	struct io_uring ring;
 	if (!f->direct || io_uring_queue_init(FEED_QD * 2, &ring, 0))
 		return false;
-	size_t nsteps = (f->len + FEED_URING_STEP - 1) / FEED_URING_STEP;
+	size_t nsteps = f->nsteps;
 	uint8_t *done = ccalloc(nsteps ? nsteps : 1, 1);
 	if (!done) {
 		io_uring_queue_exit(&ring);
@@ -733,11 +889,20 @@ static bool feed_uring(feed *f)
 	size_t next = 0, prefix = 0;     /* steps submitted, steps in order */
 	int inflight = 0, err = 0;
 	bool refused = false;
+	pthread_mutex_lock(&f->mu);
+	f->recycle = true;
+	pthread_mutex_unlock(&f->mu);
 	while (prefix < nsteps && !err) {
-		while (inflight < FEED_QD && next < nsteps) {
+		/* One read per submit, and the completions that are in are
+		 * taken at once: a read's fresh pages are zeroed in its
+		 * submit, and a queue of them would hold back the first. The
+		 * first read goes alone: this disk completes a queue of
+		 * reads together, and the walk needs the first bytes early. */
+		int depth = prefix == 0 ? 1 : FEED_QD;
+		bool more = inflight < depth && next < nsteps &&
+			    step_pages(f, next, inflight == 0);
+		if (more) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-			if (!sqe)
-				break;
 			size_t off = next * FEED_URING_STEP;
 			size_t want = f->len - off < FEED_URING_STEP ?
 				((f->len - off + 4095) & ~(size_t)4095) :
@@ -747,7 +912,8 @@ static bool feed_uring(feed *f)
 			sqe->user_data = next++;
 			inflight++;
 		}
-		int rc = io_uring_submit_and_wait(&ring, 1);
+		int rc = more ? io_uring_submit(&ring) :
+				io_uring_submit_and_wait(&ring, 1);
 		if (rc < 0 && rc != -EINTR) {
 			err = rc;
 			break;
@@ -804,6 +970,9 @@ static bool feed_uring(feed *f)
 	io_uring_queue_exit(&ring);
 	cfree(done);
 	if (refused) {
+		pthread_mutex_lock(&f->mu);
+		f->recycle = false;   /* nothing was read, so nothing freed */
+		pthread_mutex_unlock(&f->mu);
 		feed_publish(f, 0, 0);
 		return false;
 	}
@@ -850,21 +1019,34 @@ static void *feed_reader(void *arg)
 static int feed_wait(feed *f, const char *path, size_t end)
 {
 	pthread_mutex_lock(&f->mu);
-	while (f->ready < end && !f->err)
-		pthread_cond_wait(&f->cv, &f->mu);
+	if (f->ready < end && !f->err) {
+		if (end > f->need)
+			f->need = end;
+		if (--f->running == 0 && f->reader_waits)
+			pthread_cond_signal(&f->rcv);
+		while (f->ready < end && !f->err)
+			pthread_cond_wait(&f->cv, &f->mu);
+		f->running++;
+	}
 	int err = f->ready >= end ? 0 : f->err;
 	pthread_mutex_unlock(&f->mu);
 	return err ? seterr(COHORT_EIO, "cannot read %s: %s", path,
 			    strerror(-err)) : 0;
 }
 
-enum { JOB_ROWS, JOB_COLUMN };
+enum { JOB_KEYMAP, JOB_SLOTS, JOB_COLUMN };
 
 typedef struct loadjob {
 	int kind;
 	cohort_table *t;
-	section a, b;            /* ROWS: keys, times; COLUMN: a */
+	section a;               /* KEYMAP, SLOTS: the keys; COLUMN: its own */
 	uint64_t nrows;
+	size_t slots;            /* KEYMAP, COLUMN: its table's slots job */
+	/* SLOTS, under the loader's lock: */
+	section times;           /* set by the walk once it has it */
+	bool has_times;
+	bool reserved;           /* every chunk is there, or failed says why not */
+	bool failed;             /* the keys are damaged or the reserve failed */
 	int rc;
 	char msg[256];
 } loadjob;
@@ -873,14 +1055,22 @@ typedef struct loader {
 	const in *r;
 	feed *f;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;       /* a job, the times, a chunk, or the end */
 	loadjob *jobs;
 	size_t n, cap, next;
 	bool done;               /* no more jobs will come */
+	bool steal;              /* the walk runs columns (there are helpers) */
 } loader;
 
-static int loader_push(loader *l, const loadjob *j)
+static size_t section_end(const section *s)
 {
+	return s->at + SEC_HEADER + s->len + 4;
+}
+
+/* Queue a job; its section's steps stay until it is done. */
+static int loader_push(loader *l, const loadjob *j, size_t *index)
+{
+	feed_hold(l->f, j->a.at, section_end(&j->a));
 	pthread_mutex_lock(&l->mu);
 	if (l->n == l->cap) {
 		/* workers hold no pointers into the array: indexes only */
@@ -888,69 +1078,309 @@ static int loader_push(loader *l, const loadjob *j)
 		loadjob *nj = crealloc(l->jobs, cap * sizeof(loadjob));
 		if (!nj) {
 			pthread_mutex_unlock(&l->mu);
+			feed_release(l->f, j->a.at, section_end(&j->a));
 			return seterr(COHORT_ENOMEM, "snapshot: out of memory");
 		}
 		l->jobs = nj;
 		l->cap = cap;
 	}
+	if (index)
+		*index = l->n;
 	l->jobs[l->n++] = *j;
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	return 0;
 }
 
-static int run_job(loader *l, loadjob *j)
+/* The walk found the row times of the slots job at index i. */
+static void loader_set_times(loader *l, size_t i, const section *times)
 {
-	const section *last = j->kind == JOB_ROWS ? &j->b : &j->a;
-	int rc = feed_wait(l->f, l->r->path, last->at + SEC_HEADER + last->len + 4);
+	feed_hold(l->f, times->at, section_end(times));
+	pthread_mutex_lock(&l->mu);
+	l->jobs[i].times = *times;
+	l->jobs[i].has_times = true;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * Wait on another job (under the loader's lock, cond says when to stop).
+ * The caller does not run meanwhile: the reader must not hold back for it.
+ */
+static void loader_wait(loader *l)
+{
+	feed_running(l->f, -1);
+	pthread_cond_wait(&l->cv, &l->mu);
+	pthread_mutex_unlock(&l->mu);
+	feed_running(l->f, 1);
+	pthread_mutex_lock(&l->mu);
+}
+
+/* Chunk ck of the column job's table exists: 0, or an error where the
+ * reserve failed (the slots job reports it, before this job in order). */
+static int wait_chunk(loader *l, const loadjob *j, uint32_t ck)
+{
+	if (atomic_load_explicit(&j->t->nchunks, memory_order_acquire) > ck)
+		return 0;
+	pthread_mutex_lock(&l->mu);
+	while (atomic_load(&j->t->nchunks) <= ck && !l->jobs[j->slots].reserved)
+		loader_wait(l);
+	bool there = atomic_load(&j->t->nchunks) > ck;
+	pthread_mutex_unlock(&l->mu);
+	return there ? 0 : COHORT_ENOMEM;
+}
+
+/*
+ * A column: validity, then values, then plane1, each a chunk at a time as
+ * the chunks come. The checksum runs over each piece just before it is
+ * copied, so the bytes are read from memory once. A cat column is checked
+ * first instead: its strings go into the dictionary before the values.
+ * A column whose checksum fails has been copied: the caller fails the
+ * load, or (salvage) clears the column.
+ */
+static int load_column(loader *l, const loadjob *j)
+{
+	const in *r = l->r;
+	const section *s = &j->a;
+	const tcol *c = j->t->cols[s->column];
+	uint64_t nrows = j->nrows;
+	bool fused = c->type != COHORT_CAT;
+	int rc = fused ? 0 : section_verify(r, s);
+	if (rc)
+		return rc;
+	bytes_in cu = { s->p, s->len, 0, false };
+	uint64_t nwords = (nrows + 63) / 64;
+	const unsigned char *valid = bin_take(&cu, nwords * 8);
+	uint32_t nstr = 0;
+	if (c->type == COHORT_CAT) {
+		nstr = (uint32_t)bin_uint(&cu, 4);
+		for (uint32_t i = 0; i < nstr && !cu.bad; i++) {
+			uint16_t len = (uint16_t)bin_uint(&cu, 2);
+			const char *str = bin_take(&cu, len);
+			uint32_t code;
+			if (!str)
+				break;
+			rc = dict_intern(c->dict, str, len, &code);
+			if (rc)
+				return rc;
+			if (code != i)
+				return corrupt(r, s->at, "repeated cat string");
+		}
+	}
+	size_t vw = c->type == COHORT_VEC ? c->dim * sizeof(float) : c->width;
+	const unsigned char *vals = bin_take(&cu, nrows * vw);
+	const unsigned char *p1 = c->has_plane1 ? bin_take(&cu, nrows * 8) : NULL;
+	if (cu.bad || cu.off != cu.len)
+		return corrupt(r, s->at, "column section of the wrong size");
+	uint32_t crc = 0;
+	for (uint64_t row0 = 0; row0 < nrows; row0 += CHUNK_ROWS) {
+		rc = wait_chunk(l, j, (uint32_t)(row0 >> CHUNK_SHIFT));
+		if (rc)
+			return rc;
+		colchunk *ch = col_chunk(c, (uint32_t)row0);
+		uint64_t n = nrows - row0 < CHUNK_ROWS ? nrows - row0 : CHUNK_ROWS;
+		size_t nb = (n + 63) / 64 * 8;
+		if (fused)
+			crc = crc32c(crc, valid + row0 / 8, nb);
+		memcpy(ch->valid, valid + row0 / 8, nb);
+		if (n & 63)   /* bits past the last row stay clear */
+			ch->valid[n / 64] &= (UINT64_C(1) << (n & 63)) - 1;
+	}
+	for (uint64_t row0 = 0; row0 < nrows; row0 += CHUNK_ROWS) {
+		colchunk *ch = col_chunk(c, (uint32_t)row0);
+		uint64_t n = nrows - row0 < CHUNK_ROWS ? nrows - row0 : CHUNK_ROWS;
+		const unsigned char *v = vals + row0 * vw;
+		if (fused)
+			crc = crc32c(crc, v, n * vw);
+		if (c->type == COHORT_VEC) {
+			for (uint64_t i = 0; i < n; i++)
+				memcpy((char *)ch->plane0 + i * c->width,
+				       v + i * vw, vw);
+		} else {
+			memcpy(ch->plane0, v, n * vw);
+		}
+		if (c->type == COHORT_CAT)
+			for (uint64_t i = 0; i < n; i++)
+				if (bit_get(ch->valid, (uint32_t)i) &&
+				    ((uint32_t *)ch->plane0)[i] >= nstr)
+					return corrupt(r, s->at, "bad cat code");
+	}
+	for (uint64_t row0 = 0; p1 && row0 < nrows; row0 += CHUNK_ROWS) {
+		colchunk *ch = col_chunk(c, (uint32_t)row0);
+		uint64_t n = nrows - row0 < CHUNK_ROWS ? nrows - row0 : CHUNK_ROWS;
+		if (fused)
+			crc = crc32c(crc, p1 + row0 * 8, n * 8);
+		memcpy(ch->plane1, p1 + row0 * 8, n * 8);
+	}
+	uint32_t pcrc;
+	memcpy(&pcrc, s->p + s->len, 4);
+	if (fused && crc != pcrc)
+		return corrupt(r, s->at, "bad section checksum");
+	return 0;
+}
+
+/*
+ * A table's chunks, one at a time (the columns fill each one as soon as
+ * it is there), then its slots, then its row times (table_slot_alloc set
+ * them to "no time yet"), which the walk finds meanwhile. Without them
+ * (the walk failed first) there is nothing to copy, and the walk's error
+ * is the load's.
+ */
+static int run_slots(loader *l, size_t i, const loadjob *j)
+{
+	int rc = section_verify(l->r, &j->a);
+	for (uint64_t n = CHUNK_ROWS;; n += CHUNK_ROWS) {
+		if (rc == 0)
+			rc = table_reserve(j->t, n < j->nrows ? n : j->nrows);
+		bool over = rc || n >= j->nrows;
+		pthread_mutex_lock(&l->mu);
+		l->jobs[i].reserved = over;
+		l->jobs[i].failed = rc != 0;
+		pthread_cond_broadcast(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+		if (over)
+			break;
+	}
 	if (rc == 0)
-		rc = section_verify(l->r, &j->a);
-	if (rc == 0 && j->kind == JOB_ROWS)
-		rc = section_verify(l->r, &j->b);
+		rc = load_slots(j->t, l->r, &j->a, j->nrows);
+	pthread_mutex_lock(&l->mu);
+	while (!l->jobs[i].has_times && !l->done)
+		loader_wait(l);
+	bool has = l->jobs[i].has_times;
+	section times = l->jobs[i].times;
+	pthread_mutex_unlock(&l->mu);
+	if (!has)
+		return rc;
 	if (rc == 0)
-		rc = j->kind == JOB_ROWS ?
-			load_rows(j->t, (in *)l->r, &j->a, &j->b, j->nrows) :
-			load_column(j->t, (in *)l->r, &j->a, j->nrows);
+		rc = feed_wait(l->f, l->r->path, section_end(&times));
+	if (rc == 0)
+		rc = section_verify(l->r, &times);
+	if (rc == 0)
+		rc = load_times(j->t, l->r, &times, j->nrows);
+	feed_release(l->f, times.at, section_end(&times));
 	return rc;
+}
+
+/* A damaged keys section fails the load, salvage or not, with the slots
+ * job's error: it checks them before anything reads them. */
+static int run_job(loader *l, size_t i, const loadjob *j)
+{
+	int rc = feed_wait(l->f, l->r->path, section_end(&j->a));
+	if (rc)
+		return rc;
+	switch (j->kind) {
+	case JOB_KEYMAP: {
+		/* not before the table's chunks are reserved: the reserve is
+		 * what the columns wait for, and on two cores the key map
+		 * would take half of one from it. The slots job (queued
+		 * first, so running) has checked the keys by then. */
+		pthread_mutex_lock(&l->mu);
+		while (!l->jobs[j->slots].reserved)
+			loader_wait(l);
+		bool failed = l->jobs[j->slots].failed;
+		pthread_mutex_unlock(&l->mu);
+		return failed ? 0 : load_keymap(j->t, l->r, &j->a, j->nrows);
+	}
+	case JOB_SLOTS:
+		return run_slots(l, i, j);
+	default:
+		return load_column(l, j);
+	}
+}
+
+/*
+ * The next job in file order into *j (false: none). With wait, sleeps
+ * until there is one or no more will come; columns_only takes a column
+ * job or nothing.
+ */
+static bool take_job(loader *l, bool wait, bool columns_only, size_t *i,
+		     loadjob *j)
+{
+	pthread_mutex_lock(&l->mu);
+	while (wait && l->next == l->n && !l->done)
+		pthread_cond_wait(&l->cv, &l->mu);
+	bool took = l->next < l->n &&
+		    (!columns_only || l->jobs[l->next].kind == JOB_COLUMN);
+	if (took) {
+		*i = l->next++;
+		*j = l->jobs[*i];
+	}
+	pthread_mutex_unlock(&l->mu);
+	return took;
+}
+
+static void do_job(loader *l, size_t i, const loadjob *j)
+{
+	feed_running(l->f, 1);
+	int rc = run_job(l, i, j);
+	feed_release(l->f, j->a.at, section_end(&j->a));
+	feed_running(l->f, -1);
+	pthread_mutex_lock(&l->mu);
+	l->jobs[i].rc = rc;
+	if (rc)
+		snprintf(l->jobs[i].msg, sizeof(l->jobs[i].msg), "%s",
+			 cohort_errdetail());
+	pthread_mutex_unlock(&l->mu);
 }
 
 static void *load_worker(void *arg)
 {
 	loader *l = arg;
-	for (;;) {
-		pthread_mutex_lock(&l->mu);
-		while (l->next == l->n && !l->done)
-			pthread_cond_wait(&l->cv, &l->mu);
-		if (l->next == l->n) {
-			pthread_mutex_unlock(&l->mu);
-			break;
-		}
-		size_t i = l->next++;
-		loadjob j = l->jobs[i];
-		pthread_mutex_unlock(&l->mu);
-		int rc = run_job(l, &j);
-		pthread_mutex_lock(&l->mu);
-		l->jobs[i].rc = rc;
-		if (rc)
-			snprintf(l->jobs[i].msg, sizeof(l->jobs[i].msg), "%s",
-				 cohort_errdetail());
-		pthread_mutex_unlock(&l->mu);
-	}
+	size_t i;
+	loadjob j;
+	while (take_job(l, true, false, &i, &j))
+		do_job(l, i, &j);
 	return NULL;
 }
 
-/* Walk the sections as they arrive, creating tables and queueing jobs. */
+/*
+ * Wait until bytes [0, end) are in, running column jobs meanwhile: the
+ * walk queues every job, so while it waits no other kind can come, and a
+ * column is short. (The slots job waits for the walk; the key map is long.
+ * Without a helper to run the slots job, a column would wait for chunks
+ * that nobody reserves: then the walk only walks.)
+ */
+static int walk_wait(loader *l, size_t end)
+{
+	feed *f = l->f;
+	for (;;) {
+		pthread_mutex_lock(&f->mu);
+		bool there = f->ready >= end;
+		pthread_mutex_unlock(&f->mu);
+		size_t i;
+		loadjob j;
+		if (there || !l->steal || !take_job(l, false, true, &i, &j))
+			return feed_wait(f, l->r->path, end);
+		/* the job counts itself as running */
+		feed_running(f, -1);
+		do_job(l, i, &j);
+		feed_running(f, 1);
+	}
+}
+
+/* The next section's header, once its bytes are in. */
+static int walk_header(loader *l, in *r, section *s)
+{
+	int rc = walk_wait(l, r->off + SEC_HEADER);
+	return rc ? rc : next_header(r, s);
+}
+
+/*
+ * Walk the sections as they arrive, creating tables and queueing jobs. A
+ * table's key map and slots are queued as soon as the keys' header is in,
+ * near the start of the file: the slots job first reserves the table's
+ * chunks, the longest step of the load (an allocation touches all of its
+ * memory), and the columns fill each chunk as soon as it is there.
+ */
 static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables,
 		    section **personas, size_t *npersonas)
 {
 	int rc = 0;
 	for (uint32_t ti = 0; ti < ntables && rc == 0; ti++) {
 		section st, sk, stm;
-		rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		rc = walk_header(l, r, &st);
 		if (rc == 0)
-			rc = next_header(r, &st);
-		if (rc == 0)
-			rc = feed_wait(f, r->path, r->off);
+			rc = walk_wait(l, r->off);
 		if (rc == 0)
 			rc = section_verify(r, &st);
 		if (rc)
@@ -960,50 +1390,57 @@ static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables,
 			break;
 		}
 		rc = load_table(db, r, &st);
+		if (rc == 0)
+			rc = walk_header(l, r, &sk);
 		if (rc)
 			break;
+		if (sk.kind != SEC_KEYS || sk.table != ti) {
+			rc = corrupt(r, sk.at, "expected the keys");
+			break;
+		}
 		cohort_table *t = db->tables[ti];
 		uint64_t nrows;
 		memcpy(&nrows, st.p + st.len - 8, 8);
-		rc = table_reserve(t, nrows);
+		/* the slots first: jobs are taken in order, so the key map,
+		 * which waits for the slots job's reserve, never waits for a
+		 * job that nobody runs */
+		size_t islots = 0;
+		loadjob js = { .kind = JOB_SLOTS, .t = t, .a = sk, .nrows = nrows };
+		rc = loader_push(l, &js, &islots);
+		loadjob jk = { .kind = JOB_KEYMAP, .t = t, .a = sk, .nrows = nrows,
+			       .slots = islots };
 		if (rc == 0)
-			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
-		if (rc == 0)
-			rc = next_header(r, &sk);
-		if (rc == 0)
-			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
-		if (rc == 0)
-			rc = next_header(r, &stm);
+			rc = loader_push(l, &jk, NULL);
 		if (rc)
 			break;
-		if (sk.kind != SEC_KEYS || stm.kind != SEC_TIMES ||
-		    sk.table != ti || stm.table != ti) {
-			rc = corrupt(r, sk.at, "expected keys and times");
+		feed_done_to(f, r->off);
+		rc = walk_header(l, r, &stm);
+		if (rc == 0 && (stm.kind != SEC_TIMES || stm.table != ti))
+			rc = corrupt(r, stm.at, "expected the row times");
+		if (rc)
 			break;
-		}
-		loadjob j = { JOB_ROWS, t, sk, stm, nrows, 0, "" };
-		rc = loader_push(l, &j);
+		loader_set_times(l, islots, &stm);
+		feed_done_to(f, r->off);
 		for (int ci = 0; ci < table_ncols(t) && rc == 0; ci++) {
 			section sc;
-			rc = feed_wait(f, r->path, r->off + SEC_HEADER);
-			if (rc == 0)
-				rc = next_header(r, &sc);
+			rc = walk_header(l, r, &sc);
 			if (rc == 0 && (sc.kind != SEC_COLUMN || sc.table != ti ||
 					sc.column != (uint32_t)ci))
 				rc = corrupt(r, sc.at, "expected a column section");
 			if (rc == 0) {
-				loadjob jc = { JOB_COLUMN, t, sc, sc, nrows, 0, "" };
-				rc = loader_push(l, &jc);
+				loadjob jc = { .kind = JOB_COLUMN, .t = t, .a = sc,
+					       .nrows = nrows, .slots = islots };
+				rc = loader_push(l, &jc, NULL);
 			}
+			if (rc == 0)
+				feed_done_to(f, r->off);
 		}
 	}
 	for (bool end = false; rc == 0 && !end;) {
 		section se;
-		rc = feed_wait(f, r->path, r->off + SEC_HEADER);
+		rc = walk_header(l, r, &se);
 		if (rc == 0)
-			rc = next_header(r, &se);
-		if (rc == 0)
-			rc = feed_wait(f, r->path, r->off);
+			rc = walk_wait(l, r->off);
 		if (rc == 0)
 			rc = section_verify(r, &se);
 		if (rc)
@@ -1017,6 +1454,9 @@ static int discover(cohort_db *db, in *r, feed *f, loader *l, uint32_t ntables,
 					      "memory");
 			p[(*npersonas)++] = se;
 			*personas = p;
+			/* read after the pipeline: its pages stay */
+			feed_hold(f, se.at, r->off);
+			feed_done_to(f, r->off);
 			continue;
 		}
 		if (se.kind != SEC_END || r->off != r->len)
@@ -1047,30 +1487,28 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		return seterr(COHORT_EIO, "cannot stat %s", path);
 	}
 	f.len = (size_t)st.st_size;
-	f.buf = caligned(4096, (f.len + 4095) & ~(size_t)4095);
-	if (!f.buf) {
+	if (feed_alloc(&f)) {
 		close(f.fd);
 		return seterr(COHORT_ENOMEM, "snapshot: out of memory for %s",
 			      path);
 	}
 	posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	pthread_mutex_init(&f.mu, NULL);
-	pthread_cond_init(&f.cv, NULL);
 	loader l = { .f = &f };
 	pthread_mutex_init(&l.mu, NULL);
 	pthread_cond_init(&l.cv, NULL);
 	in r = { f.buf, f.len, 0, path };
 	l.r = &r;
-	pthread_t reader, helper[2];
+	pthread_t reader, helper[LOAD_HELPERS];
 	bool reading = pthread_create(&reader, NULL, feed_reader, &f) == 0;
-	if (!reading)
+	if (!reading) {
+		f.stop = true;        /* all of it now, with nobody to consume */
 		feed_reader(&f);
-	/* two workers: this thread mostly waits for bytes while it walks the
-	 * headers, and the keys job alone must not hold up the columns */
+	}
 	int helping = 0;
-	while (helping < 2 &&
+	while (helping < LOAD_HELPERS &&
 	       pthread_create(&helper[helping], NULL, load_worker, &l) == 0)
 		helping++;
+	l.steal = helping > 0;
 
 	uint32_t version = 0, ntables = 0, hcrc = 0;
 	int rc = feed_wait(&f, path, f.len < 28 ? f.len : 28);
@@ -1089,6 +1527,9 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 	size_t npersonas = 0;
 	if (rc == 0)
 		rc = discover(db, &r, &f, &l, ntables, &personas, &npersonas);
+	/* from here the reader reads on without holding back (after a
+	 * failed walk, the jobs already queued may still wait for bytes) */
+	feed_stop(&f);
 	pthread_mutex_lock(&l.mu);
 	l.done = true;
 	pthread_cond_broadcast(&l.cv);
@@ -1108,11 +1549,18 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 		if (rc && j->a.at > r.off)
 			break;
 		if (salvage && j->kind == JOB_COLUMN && j->rc == COHORT_ECORRUPT) {
-			/* salvage: a damaged column reads null, and it is said */
+			/* salvage: a damaged column reads null, and it is said
+			 * (its values go too: it was copied as it was checked) */
 			const tcol *c = j->t->cols[j->a.column];
-			for (uint64_t r0 = 0; r0 < j->nrows; r0 += CHUNK_ROWS)
-				memset(col_chunk(c, (uint32_t)r0)->valid, 0,
-				       CHUNK_WORDS * 8);
+			uint32_t have = atomic_load(&j->t->nchunks);
+			for (uint64_t r0 = 0; r0 < j->nrows &&
+			     (r0 >> CHUNK_SHIFT) < have; r0 += CHUNK_ROWS) {
+				colchunk *ch = col_chunk(c, (uint32_t)r0);
+				memset(ch->valid, 0, CHUNK_WORDS * 8);
+				memset(ch->plane0, 0, (size_t)CHUNK_ROWS * c->width);
+				if (ch->plane1)
+					memset(ch->plane1, 0, CHUNK_ROWS * 8);
+			}
 			size_t used = strlen(lost);
 			snprintf(lost + used, lost_len - used,
 				 "%sLOST: column '%s' of table '%s' reads null "
@@ -1141,9 +1589,7 @@ int snapshot_load(cohort_db *db, const char *path, bool salvage,
 	cfree(l.jobs);
 	pthread_mutex_destroy(&l.mu);
 	pthread_cond_destroy(&l.cv);
-	pthread_mutex_destroy(&f.mu);
-	pthread_cond_destroy(&f.cv);
-	cfree(f.buf);
+	feed_free(&f);
 	close(f.fd);
 	return rc;
 }
