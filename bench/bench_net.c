@@ -4,7 +4,9 @@
  *
  * The servers. cohortd is the one built next to this program
  * (/proc/self/exe's directory), started on 127.0.0.1:0 with --port-file,
- * a token file (one admin token, mode 0600) and --threads = cores;
+ * a token file (one admin token, mode 0600) and --threads = cohortd's
+ * default (cores - 1, at least 1; on 2 cores one loop beat two in
+ * alternated runs, docs/benchmarks.md);
  * redis-server is Debian's, on a free loopback port, with --save '' so that
  * no background save forks during a figure. Each lives in a fresh directory
  * under /tmp and is stopped with SIGTERM (SIGKILL after 10 s) when its part
@@ -2508,7 +2510,7 @@ int bench_net(bench_ctx *ctx)
 	sz->warm = ctx->quick ? 0.05 : 0.2;
 	sz->secs = ctx->quick ? 0.2 : 1.0;
 	sz->reps = ctx->quick ? 1 : 3;
-	sz->srv_threads = ctx->cores > 0 ? ctx->cores : 1;
+	sz->srv_threads = ctx->cores > 1 ? ctx->cores - 1 : 1;  /* the default */
 	sz->gen_threads = ctx->cores <= 4 ? 1 : ctx->cores / 4;
 
 	double load[3] = { NAN, NAN, NAN };
