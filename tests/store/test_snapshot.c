@@ -87,10 +87,12 @@ static void write_row(cohort_table *t, int i)
 		     cohort_errdetail());
 }
 
-/* Every column of every key equal in two tables. */
-static void assert_same(cohort_table *a, cohort_table *b, int nkeys)
+/* Rows whose columns differ between two tables (no assertions: a child
+ * process calls it too); the first one is described in why. */
+static int count_different(cohort_table *a, cohort_table *b, int nkeys,
+			   char *why, size_t why_len)
 {
-	int ids[NCOLS];
+	int ids[NCOLS], bad = 0;
 	for (int i = 0; i < NCOLS; i++)
 		ids[i] = i;
 	for (int i = 0; i < nkeys; i++) {
@@ -103,28 +105,34 @@ static void assert_same(cohort_table *a, cohort_table *b, int nkeys)
 				    8, &ta);
 		int sb = cohort_get(b, key, (size_t)n, ids, NCOLS, 5000, vb, bb,
 				    8, &tb);
-		cr_assert_eq(sa, sb, "key %s", key);
-		cr_assert_eq(ta, tb, "key %s", key);
-		for (int c = 0; c < NCOLS; c++) {
-			cr_assert_eq(va[c].type, vb[c].type, "key %s col %d", key, c);
-			switch (va[c].type) {
-			case COHORT_NULL: break;
-			case COHORT_CAT:
-				cr_assert_str_eq(va[c].v.str.ptr, vb[c].v.str.ptr);
-				break;
-			case COHORT_VEC:
-				cr_assert_arr_eq(va[c].v.vec.ptr, vb[c].v.vec.ptr,
-						 5 * sizeof(float));
-				break;
-			case COHORT_BOOL:
-				cr_assert_eq(va[c].v.b, vb[c].v.b);
-				break;
-			default:
-				cr_assert_eq(memcmp(&va[c].v, &vb[c].v, 8), 0,
-					     "key %s col %d", key, c);
-			}
+		bool same = sa == sb && ta == tb;
+		for (int c = 0; c < NCOLS && same; c++) {
+			same = va[c].type == vb[c].type;
+			if (!same || va[c].type == COHORT_NULL)
+				continue;
+			if (va[c].type == COHORT_CAT)
+				same = strcmp(va[c].v.str.ptr, vb[c].v.str.ptr) == 0;
+			else if (va[c].type == COHORT_VEC)
+				same = memcmp(va[c].v.vec.ptr, vb[c].v.vec.ptr,
+					      5 * sizeof(float)) == 0;
+			else if (va[c].type == COHORT_BOOL)
+				same = va[c].v.b == vb[c].v.b;
+			else
+				same = memcmp(&va[c].v, &vb[c].v, 8) == 0;
 		}
+		if (!same && bad++ == 0 && why)
+			snprintf(why, why_len, "key %s", key);
 	}
+	return bad;
+}
+
+/* Every column of every key equal in two tables. */
+static void assert_same(cohort_table *a, cohort_table *b, int nkeys)
+{
+	char why[64] = "";
+	int bad = count_different(a, b, nkeys, why, sizeof why);
+	cr_assert_eq(bad, 0, "%d of %d rows differ, the first: %s", bad, nkeys,
+		     why);
 }
 
 Test(snapshot, round_trip_of_every_type_equals_the_live_table, .init = setup,
@@ -673,41 +681,6 @@ static int forbid_io_uring(void)
 
 #define PREAD_ROWS 80000         /* 10 MB: more than one read */
 
-/* assert_same without assertions, for a child process: rows that differ */
-static int count_different(cohort_table *a, cohort_table *b, int nkeys)
-{
-	int ids[NCOLS], bad = 0;
-	for (int i = 0; i < NCOLS; i++)
-		ids[i] = i;
-	for (int i = 0; i < nkeys; i++) {
-		char key[32];
-		int n = snprintf(key, sizeof(key), "cust-%d", i);
-		cohort_value va[NCOLS], vb[NCOLS];
-		float ba[8], bb[8];
-		cohort_time ta, tb;
-		int sa = cohort_get(a, key, (size_t)n, ids, NCOLS, 5000, va, ba,
-				    8, &ta);
-		int sb = cohort_get(b, key, (size_t)n, ids, NCOLS, 5000, vb, bb,
-				    8, &tb);
-		bool same = sa == sb && ta == tb;
-		for (int c = 0; c < NCOLS && same; c++) {
-			same = va[c].type == vb[c].type;
-			if (!same || va[c].type == COHORT_NULL)
-				continue;
-			if (va[c].type == COHORT_CAT)
-				same = strcmp(va[c].v.str.ptr, vb[c].v.str.ptr) == 0;
-			else if (va[c].type == COHORT_VEC)
-				same = memcmp(va[c].v.vec.ptr, vb[c].v.vec.ptr,
-					      5 * sizeof(float)) == 0;
-			else if (va[c].type == COHORT_BOOL)
-				same = va[c].v.b == vb[c].v.b;
-			else
-				same = memcmp(&va[c].v, &vb[c].v, 8) == 0;
-		}
-		bad += !same;
-	}
-	return bad;
-}
 
 Test(snapshot, loads_with_pread_where_io_uring_is_refused, .init = setup,
      .fini = teardown)
@@ -742,7 +715,7 @@ Test(snapshot, loads_with_pread_where_io_uring_is_refused, .init = setup,
 			_exit(12);
 		if (strncmp(cohort_db_io_path(d2), "pwrite", 6) != 0)
 			_exit(13);
-		if (count_different(ref, t2, PREAD_ROWS))
+		if (count_different(ref, t2, PREAD_ROWS, NULL, 0))
 			_exit(14);
 		_exit(cohort_close(d2) ? 15 : 0);
 	}
