@@ -190,21 +190,26 @@ void cohort_sync_defer(bool on)
 	defer_on = on;
 }
 
-int cohort_sync_wait(cohort_db *db)
+/* The thread's deferred LSN, forgotten: 0 when there is nothing to wait
+ * for (no writes, or no log). */
+static uint64_t take_deferred(const cohort_db *db)
 {
 	uint64_t lsn = defer_lsn;
 	defer_lsn = 0;
-	if (!db || !db->wal || lsn == 0)
-		return 0;
-	return wal_sync(db->wal, lsn);
+	return db && db->wal ? lsn : 0;
+}
+
+int cohort_sync_wait(cohort_db *db)
+{
+	uint64_t lsn = take_deferred(db);
+	return lsn ? wal_sync(db->wal, lsn) : 0;
 }
 
 int cohort_sync_start(cohort_db *db, int efd, uint64_t *ticket)
 {
-	uint64_t lsn = defer_lsn;
-	defer_lsn = 0;
+	uint64_t lsn = take_deferred(db);
 	*ticket = 0;
-	if (!db || !db->wal || lsn == 0)
+	if (lsn == 0)
 		return 0;
 	int rc = wal_sync_start(db->wal, lsn, efd);
 	if (rc < 0)

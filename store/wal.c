@@ -447,6 +447,15 @@ static int failed(const wal *w)
 		      w->path);
 }
 
+/* failed(), called with mu held (the message names the segment, which a
+ * rotation may change); releases it. */
+static int failed_unlock(wal *w)
+{
+	int rc = failed(w);
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
 int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	       uint64_t *lsn)
 {
@@ -510,22 +519,18 @@ int wal_sync(wal *w, uint64_t lsn)
 		if (!atomic_load(&w->error))
 			return 0;
 		pthread_mutex_lock(&w->mu);
-		goto stopped;
+		return failed_unlock(w);
 	}
 	for (;;) {
 		if (atomic_load(&w->durable_lsn) >= lsn)
 			return 0;
-		if (atomic_load(&w->error)) {
-			pthread_mutex_lock(&w->mu);
-			goto stopped;
-		}
 		pthread_mutex_lock(&w->mu);
 		if (atomic_load(&w->durable_lsn) >= lsn) {
 			pthread_mutex_unlock(&w->mu);
 			return 0;
 		}
 		if (w->error)
-			goto stopped;
+			return failed_unlock(w);
 		if (lsn >= w->next_lsn) {
 			pthread_mutex_unlock(&w->mu);
 			return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
@@ -543,13 +548,6 @@ int wal_sync(wal *w, uint64_t lsn)
 		pthread_mutex_unlock(&w->mu);
 		futex_wait_bits(&w->flushes, seen, group_bit(g));
 		atomic_fetch_sub(&w->nwait[g & 1], 1);
-	}
-stopped:
-	/* the message names the segment, which a rotation may change */
-	{
-		int rc = failed(w);
-		pthread_mutex_unlock(&w->mu);
-		return rc;
 	}
 }
 
@@ -572,20 +570,16 @@ static void want_notify(wal *w, int efd, uint64_t lsn)
 
 int wal_sync_start(wal *w, uint64_t lsn, int efd)
 {
-	if (atomic_load(&w->error))
-		goto stopped;
-	if (w->cfg.fsync != COHORT_FSYNC_ALWAYS ||
-	    atomic_load(&w->durable_lsn) >= lsn)
+	if (!atomic_load(&w->error) && (w->cfg.fsync != COHORT_FSYNC_ALWAYS ||
+					atomic_load(&w->durable_lsn) >= lsn))
 		return 1;
 	pthread_mutex_lock(&w->mu);
+	if (w->error)
+		return failed_unlock(w);
 	if (lsn >= w->next_lsn) {
 		pthread_mutex_unlock(&w->mu);
 		return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
 			      ", which was never appended", lsn);
-	}
-	if (w->error) {
-		pthread_mutex_unlock(&w->mu);
-		goto stopped;
 	}
 	if (atomic_load(&w->durable_lsn) >= lsn) {
 		pthread_mutex_unlock(&w->mu);
@@ -601,11 +595,6 @@ int wal_sync_start(wal *w, uint64_t lsn, int efd)
 		pthread_cond_signal(&w->data);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
-stopped:
-	pthread_mutex_lock(&w->mu);
-	int rc = failed(w);
-	pthread_mutex_unlock(&w->mu);
-	return rc;
 }
 
 int wal_sync_check(wal *w, uint64_t lsn)
@@ -615,9 +604,7 @@ int wal_sync_check(wal *w, uint64_t lsn)
 	if (!atomic_load(&w->error))
 		return 0;
 	pthread_mutex_lock(&w->mu);
-	int rc = failed(w);
-	pthread_mutex_unlock(&w->mu);
-	return rc;
+	return failed_unlock(w);
 }
 
 int wal_notify(wal *w, int efd, bool on)
