@@ -356,8 +356,8 @@ static int run_conf(const bench_ctx *ctx, const wal_conf *c, wal_thread **ts,
 	if (db_prefill(&w) || db_open(&w, c->fsync, c->no_uring) ||
 	    db_columns(&w))
 		goto out;
-	snprintf(out->io_path, sizeof out->io_path, "%s",
-		 cohort_db_io_path(w.db));
+	snprintf(out->io_path, sizeof out->io_path, "%s, %s",
+		 cohort_db_io_path(w.db), cohort_db_log_mode(w.db));
 
 	/* reseed per configuration: a figure does not depend on the others */
 	uint64_t h = 0xcbf29ce484222325ull;

@@ -490,7 +490,8 @@ int main(int argc, char **argv)
 	else
 		server_log("data: in memory only (--memory): nothing survives "
 			   "a stop");
-	server_log("log: %s", cohort_db_io_path(db));
+	server_log("log: %s, %s", cohort_db_io_path(db),
+		   cohort_db_log_mode(db));
 	const char *rec = cohort_db_recovery(db);
 	server_log("recovery: %s; %zu tables", rec[0] ? rec :
 		   "clean, nothing cut or lost", cohort_db_ntables(db));

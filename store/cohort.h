@@ -198,6 +198,9 @@ typedef struct cohort_options {
 	                                  failing with COHORT_ECORRUPT */
 	bool no_uring;                 /* log with pwrite + fdatasync even where
 	                                  io_uring works (tests, old kernels) */
+	bool no_direct;                /* under COHORT_FSYNC_ALWAYS, log with
+	                                  buffered writes + fdatasync even where
+	                                  the file system takes O_DIRECT */
 	bool snapshot_on_close;        /* cohort_close writes a snapshot even
 	                                  without similarity indexes, so the
 	                                  next open loads it instead of
@@ -278,6 +281,10 @@ int cohort_sync_notify(cohort_db *db, int efd, bool on);
 
 /* How the log writes: "io_uring", "pwrite (...reason...)", or "memory". */
 const char *cohort_db_io_path(const cohort_db *db);
+/* How log groups reach the disk: "direct (...)" under COHORT_FSYNC_ALWAYS
+ * where the file system takes O_DIRECT, "buffered (...)" otherwise, or
+ * "memory". */
+const char *cohort_db_log_mode(const cohort_db *db);
 /* What the last open's recovery cut or lost ("" when nothing). */
 const char *cohort_db_recovery(const cohort_db *db);
 

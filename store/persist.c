@@ -617,7 +617,7 @@ int persist_open(cohort_db *db, const char *dir)
 		fprintf(stderr, "cohort: recovery of %s: %s\n", dir,
 			db->recovery);
 	wal_config cfg = { (int)db->opts.fsync, db->opts.fsync_interval_ms,
-			   db->opts.no_uring };
+			   db->opts.no_uring, db->opts.no_direct };
 	rc = wal_open(dir, &cfg, last + 1, &db->wal);
 	if (rc)
 		return rc;
@@ -668,6 +668,11 @@ int persist_close(cohort_db *db)
 const char *cohort_db_io_path(const cohort_db *db)
 {
 	return db && db->wal ? wal_io_path(db->wal) : "memory";
+}
+
+const char *cohort_db_log_mode(const cohort_db *db)
+{
+	return db && db->wal ? wal_write_mode(db->wal) : "memory";
 }
 
 const char *cohort_db_recovery(const cohort_db *db)

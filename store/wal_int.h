@@ -10,20 +10,36 @@
  * that the segments older than the newest durable snapshot can be removed.
  *
  * Group commit: appenders copy their record into an in-memory buffer under
- * the log mutex and get its LSN. One flush at a time takes the whole buffer
- * (double-buffered, so appends continue meanwhile) and writes it with one
- * write and one fdatasync: the write through io_uring, the sync once the
- * write has completed (so it never overtakes it), or pwrite + fdatasync
- * where io_uring cannot be set up. Short writes continue, EINTR and EAGAIN
- * retry. Under COHORT_FSYNC_ALWAYS wal_sync() waits for the LSN to be
- * durable, and the waiter is the flusher when no flush is in flight (it
- * takes every record appended so far); otherwise it sleeps until the
- * group holding its record is done, and one sleeper of the next group
- * leads that one. A writer thread flushes what no one waits for within an
- * interval. Under INTERVAL the writer thread flushes and syncs every
- * interval; under NONE it writes every interval and never syncs. Both
- * also flush when half a buffer is full, and an appender that finds the
- * buffer full flushes it.
+ * the log mutex and get its LSN. A flush takes the whole buffer as one
+ * group (the buffers rotate, so appends continue meanwhile) and writes it
+ * with one write: through io_uring, or pwrite where io_uring cannot be set
+ * up. Short writes continue, EINTR and EAGAIN retry. Two ways to make it
+ * durable:
+ *  - direct (COHORT_FSYNC_ALWAYS, where the file system takes O_DIRECT):
+ *    the segment is opened O_DIRECT | O_DSYNC and written ahead with zeros,
+ *    so a group's write is a plain overwrite that is durable when it
+ *    completes. Each group starts on a 4 KiB block and ends with a
+ *    WAL_GROUP_END record that pads it to one and carries the durable LSN
+ *    when the group was issued. Up to 4 groups are in flight together;
+ *    they are published (made durable for wal_sync) in order.
+ *  - buffered (INTERVAL, NONE, or where O_DIRECT is refused): write, then
+ *    fdatasync once the write has completed (so it never overtakes it);
+ *    one group in flight.
+ * Under COHORT_FSYNC_ALWAYS wal_sync() waits for the LSN to be durable, and
+ * the waiter is the flusher when its record is buffered and a group can
+ * start; otherwise it sleeps until the group holding its record is
+ * published, and one sleeper leads the next group when one can start.
+ * Writer threads flush what no one waits for within an interval, and what
+ * wal_sync_start() asks for at once. Under INTERVAL the writer thread
+ * flushes and syncs every interval; under NONE it writes every interval
+ * and never syncs. Both also flush when half a buffer is full, and an
+ * appender that finds the buffer full flushes it.
+ *
+ * Replay and groups in flight: a later group may reach the disk before an
+ * earlier one when the process or the machine stops. A bad record followed
+ * by valid ones is a torn tail only if every group end after it says its
+ * group was issued before the bad bytes were durable; otherwise the disk
+ * once held them, and it is damage.
  *
  * Failure: a write or sync that fails stops the log for good: every later
  * append and sync returns COHORT_EIO, with the cause in the detail. Nothing
@@ -38,6 +54,11 @@
 
 #define WAL_HEADER 20
 #define WAL_MAX_RECORD (64u << 20)
+/* The log's own record: ends a group written with direct I/O, padding it
+ * to a whole block; its payload starts with the u64 end of the segment's
+ * durable bytes when the group was issued, and its LSN repeats the one of
+ * the record before it. Replay applies nothing for it. */
+#define WAL_GROUP_END 255
 
 typedef struct wal wal;
 
@@ -45,6 +66,8 @@ typedef struct wal_config {
 	int fsync;               /* cohort_fsync */
 	uint32_t interval_ms;
 	bool no_uring;           /* use pwrite + fdatasync even if io_uring works */
+	bool no_direct;          /* ALWAYS: buffered writes + fdatasync even
+	                            where O_DIRECT works */
 } wal_config;
 
 /* Start a new segment in dir whose first record will have LSN next_lsn. */
@@ -89,6 +112,8 @@ uint64_t wal_bytes_since_rotate(wal *w);
 
 /* "io_uring" or "pwrite" (with the reason io_uring was not used). */
 const char *wal_io_path(const wal *w);
+/* "direct (...)" or "buffered (...)": how groups reach the disk. */
+const char *wal_write_mode(const wal *w);
 uint64_t wal_durable_lsn(wal *w);
 /* 0, or the error that stopped the log. */
 int wal_error(wal *w);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cohort.h"
+#include "crc32c.h"
 #include "io_int.h"
 #include "tmpdir.h"
 #include "wal_int.h"
@@ -42,11 +43,16 @@ static void remove_test_dir(void)
 
 TestSuite(wal, .timeout = 60, .fini = remove_test_dir);
 
+/* How the log writes: io_uring or pwrite; under ALWAYS direct (O_DIRECT,
+ * groups in flight together) or buffered + fdatasync. */
+enum { URING = 0, PWRITE = 1, BUFFERED = 2 };
+
 static wal *open_log(char *dir, size_t len, int fsync, uint32_t interval_ms,
-		     bool no_uring)
+		     int mode)
 {
 	tmpdir_make(dir, len, "wal");
-	wal_config cfg = { fsync, interval_ms, no_uring };
+	wal_config cfg = { fsync, interval_ms, mode & PWRITE,
+			   (mode & BUFFERED) != 0 };
 	wal *w;
 	int rc = wal_open(dir, &cfg, 1, &w);
 	cr_assert_eq(rc, 0, "wal_open: %s (%s)", cohort_strerror(rc),
@@ -104,10 +110,10 @@ static int count_cb(void *ctx, uint8_t type, uint64_t lsn,
 	return 0;
 }
 
-static void many_writers(bool no_uring)
+static void many_writers(int mode)
 {
 	char dir[64];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, no_uring);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, mode);
 	pthread_t th[NTHREADS];
 	writer_arg args[NTHREADS];
 	for (int i = 0; i < NTHREADS; i++) {
@@ -140,20 +146,30 @@ static void many_writers(bool no_uring)
 
 Test(wal, every_sync_returns_durable_with_many_writers_uring)
 {
-	many_writers(false);
+	many_writers(URING);
 }
 
 Test(wal, every_sync_returns_durable_with_many_writers_pwrite)
 {
-	many_writers(true);
+	many_writers(PWRITE);
+}
+
+Test(wal, every_sync_returns_durable_with_many_writers_uring_buffered)
+{
+	many_writers(URING | BUFFERED);
+}
+
+Test(wal, every_sync_returns_durable_with_many_writers_pwrite_buffered)
+{
+	many_writers(PWRITE | BUFFERED);
 }
 
 /* Under ALWAYS the waiters flush; a record no one waits for (a deferred
  * wait never made) is the writer thread's, within about an interval. */
-static void unwaited_record(bool no_uring)
+static void unwaited_record(int mode)
 {
 	char dir[64];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 20, no_uring);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 20, mode);
 	struct timespec pause = { 0, 5 * 1000000L };
 	/* each round starts with the writer asleep with nothing to watch:
 	 * the append alone must wake it */
@@ -179,18 +195,18 @@ static void unwaited_record(bool no_uring)
 
 Test(wal, unwaited_record_is_written_within_the_interval_uring)
 {
-	unwaited_record(false);
+	unwaited_record(URING);
 }
 
 Test(wal, unwaited_record_is_written_within_the_interval_pwrite)
 {
-	unwaited_record(true);
+	unwaited_record(PWRITE);
 }
 
 Test(wal, sync_of_an_lsn_never_appended_is_refused)
 {
 	char dir[64];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, false);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, URING);
 	uint64_t lsn;
 	cr_assert_eq(wal_append(w, 1, "x", 1, &lsn), 0);
 	cr_assert_eq(wal_sync(w, lsn), 0);
@@ -210,10 +226,10 @@ static bool notified_within(int efd, int ms)
 }
 
 /* The interval is 10 s: only the start can have the writer flush. */
-static void start_without_waiting(bool no_uring)
+static void start_without_waiting(int mode)
 {
 	char dir[64];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, no_uring);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, mode);
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cr_assert_geq(efd, 0);
 	cr_assert_eq(wal_notify(w, efd, true), 0);
@@ -241,18 +257,23 @@ static void start_without_waiting(bool no_uring)
 
 Test(wal, start_without_waiting_notifies_once_durable_uring)
 {
-	start_without_waiting(false);
+	start_without_waiting(URING);
 }
 
 Test(wal, start_without_waiting_notifies_once_durable_pwrite)
 {
-	start_without_waiting(true);
+	start_without_waiting(PWRITE);
+}
+
+Test(wal, start_without_waiting_notifies_once_durable_uring_buffered)
+{
+	start_without_waiting(URING | BUFFERED);
 }
 
 Test(wal, start_without_waiting_notifies_and_refuses_when_the_sync_fails)
 {
 	char dir[64];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, false);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, URING);
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cr_assert_eq(wal_notify(w, efd, true), 0);
 	uint64_t lsn;
@@ -299,10 +320,32 @@ static uint64_t replay_count(const char *dir, char *report, size_t len,
 	return s.n;
 }
 
-Test(wal, preallocated_segment_replays_its_records_and_is_cut_on_close)
+/* Where the records of the segment at path end: the first header that is
+ * all zeros, or the end of the file. */
+static off_t records_end(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert(f);
+	off_t off = 0;
+	unsigned char h[20];
+	while (fseeko(f, off, SEEK_SET) == 0 && fread(h, 1, 20, f) == 20) {
+		uint32_t n;
+		memcpy(&n, h, 4);
+		bool zero = true;
+		for (int i = 0; i < 20; i++)
+			zero = zero && h[i] == 0;
+		if (zero)
+			break;
+		off += 20 + (off_t)n;
+	}
+	fclose(f);
+	return off;
+}
+
+static void preallocated_segment(int mode)
 {
 	char dir[64], path[512], report[512];
-	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, false);
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, mode);
 	uint64_t lsn = 0;
 	for (int i = 0; i < 100; i++) {
 		uint32_t payload[2] = { 0, (uint32_t)i };
@@ -311,7 +354,12 @@ Test(wal, preallocated_segment_replays_its_records_and_is_cut_on_close)
 	cr_assert_eq(wal_sync(w, lsn), 0);
 	/* open: records, then zeros (as a crash would leave it) */
 	off_t open_size = segment_size(dir, path, sizeof path);
-	off_t records = 100 * (20 + 8);
+	off_t records = records_end(path);
+	cr_assert_geq(records, 100 * (20 + 8));
+	if (mode & BUFFERED)
+		cr_assert_eq(records, 100 * (20 + 8));
+	else
+		cr_assert_eq(records % 4096, 0, "direct groups end on a block");
 	int rc;
 	cr_assert_eq(replay_count(dir, report, sizeof report, &rc), 100);
 	cr_assert_eq(rc, 0);
@@ -335,5 +383,207 @@ Test(wal, preallocated_segment_replays_its_records_and_is_cut_on_close)
 		     (long long)records);
 	cr_assert_eq(replay_count(dir, report, sizeof report, &rc), 100);
 	cr_assert_eq(rc, 0);
+	rmrf(dir);
+}
+
+Test(wal, preallocated_segment_replays_its_records_and_is_cut_on_close)
+{
+	preallocated_segment(URING | BUFFERED);
+}
+
+Test(wal, zero_filled_direct_segment_replays_its_records_and_is_cut_on_close)
+{
+	preallocated_segment(URING);
+}
+
+/*
+ * Groups in flight together: a direct log of five groups of one record
+ * each (one block each). Blank the third, as a crash leaves it when the
+ * fourth and fifth reached the disk first: the group ends of the fourth
+ * and fifth must say that the file was durable only up to the third block
+ * when they were issued, and replay then cuts a torn tail there. Where
+ * they say it was durable further (it was synced before them), the blank
+ * is damage.
+ */
+static void rewrite_group_end(const char *path, int block, uint64_t durable)
+{
+	FILE *f = fopen(path, "r+b");
+	cr_assert(f);
+	unsigned char b[4096];
+	cr_assert_eq(fseek(f, (long)block * 4096, SEEK_SET), 0);
+	cr_assert_eq(fread(b, 1, sizeof b, f), sizeof b);
+	/* the block: one record of 20 + 4 bytes, then the group end */
+	size_t e = 24;
+	uint32_t n;
+	memcpy(&n, b + e, 4);
+	cr_assert_eq(b[e + 4], WAL_GROUP_END);
+	cr_assert_eq(e + 20 + n, sizeof b);
+	memcpy(b + e + 20, &durable, 8);
+	uint32_t crc = crc32c(crc32c(0, b + e, 16), b + e + 20, n);
+	memcpy(b + e + 16, &crc, 4);
+	cr_assert_eq(fseek(f, (long)block * 4096, SEEK_SET), 0);
+	cr_assert_eq(fwrite(b, 1, sizeof b, f), sizeof b);
+	fclose(f);
+}
+
+static void check_group_ends(const char *path);
+
+static void five_groups(char *dir, size_t len, char *path, size_t plen)
+{
+	wal *w = open_log(dir, len, COHORT_FSYNC_ALWAYS, 10000, URING);
+	for (uint32_t i = 0; i < 5; i++) {
+		uint64_t lsn;
+		cr_assert_eq(wal_append(w, 1, &i, sizeof i, &lsn), 0);
+		cr_assert_eq(wal_sync(w, lsn), 0);
+	}
+	if (strncmp(wal_write_mode(w), "direct", 6) != 0) {
+		wal_close(w);
+		rmrf(dir);
+		cr_skip_test("the file system under %s refuses O_DIRECT", dir);
+	}
+	cr_assert_eq(wal_close(w), 0);
+	cr_assert_eq(segment_size(dir, path, plen), 5 * 4096);
+	check_group_ends(path);
+	FILE *f = fopen(path, "r+b");
+	cr_assert(f);
+	static const unsigned char zero[4096];
+	cr_assert_eq(fseek(f, 2 * 4096, SEEK_SET), 0);
+	cr_assert_eq(fwrite(zero, 1, sizeof zero, f), sizeof zero);
+	fclose(f);
+}
+
+/* Each group end says how far the file was durable at its issue. */
+static void check_group_ends(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert(f);
+	for (int b = 0; b < 5; b++) {
+		uint64_t durable;
+		cr_assert_eq(fseek(f, (long)b * 4096 + 24 + 20, SEEK_SET), 0);
+		cr_assert_eq(fread(&durable, 8, 1, f), 1);
+		cr_assert_eq(durable, (uint64_t)b * 4096, "group %d", b);
+	}
+	fclose(f);
+}
+
+Test(wal, later_groups_issued_before_a_blank_one_was_durable_are_a_torn_tail)
+{
+	char dir[64], path[512], report[512];
+	five_groups(dir, sizeof dir, path, sizeof path);
+	rewrite_group_end(path, 3, 2 * 4096);
+	rewrite_group_end(path, 4, 2 * 4096);
+	int rc;
+	cr_assert_eq(replay_count(dir, report, sizeof report, &rc), 2);
+	cr_assert_eq(rc, 0, "%s", cohort_errdetail());
+	cr_assert(strstr(report, "torn tail") && strstr(report, "8192"),
+		  "report: %s", report);
+	cr_assert_eq(segment_size(dir, path, sizeof path), 2 * 4096);
+	rmrf(dir);
+}
+
+Test(wal, a_blank_group_that_was_durable_before_a_later_one_is_damage)
+{
+	char dir[64], path[512], report[512];
+	five_groups(dir, sizeof dir, path, sizeof path);
+	/* the fourth was issued with two blocks durable, the fifth with
+	 * four: the third was on disk */
+	rewrite_group_end(path, 3, 2 * 4096);
+	int rc;
+	replay_count(dir, report, sizeof report, &rc);
+	cr_assert_eq(rc, COHORT_ECORRUPT, "a lost durable group replayed "
+		     "as a torn tail: %s", report);
+	cr_assert(strstr(cohort_errdetail(), "8192"), "%s", cohort_errdetail());
+	cr_assert_eq(segment_size(dir, path, sizeof path), 5 * 4096,
+		     "a damaged log was cut");
+	rmrf(dir);
+}
+
+/* A flipped byte in the padding of a group end, with the records before
+ * it intact: the next group was issued with that block durable, so it is
+ * damage, not a torn tail (cutting there would drop acknowledged groups). */
+Test(wal, a_flip_in_the_padding_of_a_durable_group_end_is_damage)
+{
+	char dir[64], path[512], report[512];
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, URING);
+	for (uint32_t i = 0; i < 3; i++) {
+		uint64_t lsn;
+		cr_assert_eq(wal_append(w, 1, &i, sizeof i, &lsn), 0);
+		cr_assert_eq(wal_sync(w, lsn), 0);
+	}
+	bool direct = strncmp(wal_write_mode(w), "direct", 6) == 0;
+	cr_assert_eq(wal_close(w), 0);
+	if (!direct) {
+		rmrf(dir);
+		cr_skip_test("the file system under %s refuses O_DIRECT", dir);
+	}
+	cr_assert_eq(segment_size(dir, path, sizeof path), 3 * 4096);
+	FILE *f = fopen(path, "r+b");
+	cr_assert(f);
+	cr_assert_eq(fseek(f, 4096 + 2000, SEEK_SET), 0);
+	cr_assert_eq(fputc(0x40, f), 0x40);
+	fclose(f);
+	int rc;
+	replay_count(dir, report, sizeof report, &rc);
+	cr_assert_eq(rc, COHORT_ECORRUPT, "read as: %s", report);
+	cr_assert_eq(segment_size(dir, path, sizeof path), 3 * 4096);
+	rmrf(dir);
+}
+
+/* Every byte of a direct log of five groups, flipped in turn (all of each
+ * block's records and group-end header, every 7th byte of the padding):
+ * in the last group it reads as a torn tail, anywhere else as damage. */
+Test(wal, every_flipped_byte_of_a_direct_log_is_detected)
+{
+	char dir[64], path[512], report[512];
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10000, URING);
+	for (uint32_t i = 0; i < 5; i++) {
+		uint64_t lsn;
+		cr_assert_eq(wal_append(w, 1, &i, sizeof i, &lsn), 0);
+		cr_assert_eq(wal_sync(w, lsn), 0);
+	}
+	bool direct = strncmp(wal_write_mode(w), "direct", 6) == 0;
+	cr_assert_eq(wal_close(w), 0);
+	if (!direct) {
+		rmrf(dir);
+		cr_skip_test("the file system under %s refuses O_DIRECT", dir);
+	}
+	cr_assert_eq(segment_size(dir, path, sizeof path), 5 * 4096);
+	FILE *f = fopen(path, "rb");
+	cr_assert(f);
+	static unsigned char orig[5 * 4096];
+	cr_assert_eq(fread(orig, 1, sizeof orig, f), sizeof orig);
+	fclose(f);
+	int ntorn = 0, ncorrupt = 0;
+	for (size_t off = 0; off < sizeof orig; off++) {
+		if (off % 4096 >= 64 && off % 7)
+			continue;
+		f = fopen(path, "wb");
+		cr_assert(f);
+		cr_assert_eq(fwrite(orig, 1, sizeof orig, f), sizeof orig);
+		fclose(f);
+		f = fopen(path, "r+b");
+		cr_assert_eq(fseek(f, (long)off, SEEK_SET), 0);
+		fputc(orig[off] ^ (off % 2 ? 0x01 : 0x80), f);
+		fclose(f);
+		int rc;
+		uint64_t n = replay_count(dir, report, sizeof report, &rc);
+		if (off >= 4 * 4096) {
+			cr_assert_eq(rc, 0, "byte %zu: %s", off, cohort_errdetail());
+			/* the last record (24 bytes) or its group end */
+			uint64_t want = off >= 4 * 4096 + 24 ? 5 : 4;
+			cr_assert_eq(n, want, "byte %zu: %llu records", off,
+				     (unsigned long long)n);
+			cr_assert(strstr(report, "torn tail"), "byte %zu: %s",
+				  off, report);
+			ntorn++;
+		} else {
+			cr_assert_eq(rc, COHORT_ECORRUPT, "byte %zu read as: "
+				     "%s (%llu records)", off, report,
+				     (unsigned long long)n);
+			ncorrupt++;
+		}
+	}
+	cr_assert_gt(ntorn, 0);
+	cr_assert_gt(ncorrupt, 0);
 	rmrf(dir);
 }
