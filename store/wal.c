@@ -552,6 +552,17 @@ static int open_segment(wal *w, const char *path)
 	return open(path, flags, 0600);
 }
 
+/* Have the writer threads write what is left and stop; join them. */
+static void stop_writers(wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_broadcast(&w->data);
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < w->nthreads; i++)
+		pthread_join(w->threads[i], NULL);
+}
+
 static void free_slots(wal *w)
 {
 	for (int i = 0; i < NSLOT; i++) {
@@ -639,12 +650,7 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 	       pthread_create(&w->threads[w->nthreads], NULL, writer, w) == 0)
 		w->nthreads++;
 	if (w->nthreads < nthreads) {
-		pthread_mutex_lock(&w->mu);
-		w->stop = true;
-		pthread_cond_broadcast(&w->data);
-		pthread_mutex_unlock(&w->mu);
-		for (int i = 0; i < w->nthreads; i++)
-			pthread_join(w->threads[i], NULL);
+		stop_writers(w);
 		free_slots(w);
 		close(w->fd);
 		cfree(w);
@@ -949,12 +955,7 @@ int wal_close(wal *w)
 	if (!w)
 		return 0;
 	int rc = wal_flush(w);
-	pthread_mutex_lock(&w->mu);
-	w->stop = true;
-	pthread_cond_broadcast(&w->data);
-	pthread_mutex_unlock(&w->mu);
-	for (int i = 0; i < w->nthreads; i++)
-		pthread_join(w->threads[i], NULL);
+	stop_writers(w);
 	cut_prealloc(w);
 	if (close(w->fd) && rc == 0)
 		rc = seterr(COHORT_EIO, "log: close of %s: %s", w->path,
