@@ -106,12 +106,12 @@ static int count_cb(void *ctx, uint8_t type, uint64_t lsn,
 	return 0;
 }
 
-static void run(int fsync, bool no_uring)
+static void run(int fsync, bool no_uring, bool no_direct)
 {
 	char dir[] = "/tmp/cohort-tsan-wal-XXXXXX";
 	EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
 	policy = fsync;
-	wal_config cfg = { fsync, 5, no_uring };
+	wal_config cfg = { fsync, 5, no_uring, no_direct };
 	CHECK(wal_open(dir, &cfg, 1, &w));
 	pthread_t th[NWAIT + NNOWAIT + NLOOP + 1];
 	int n = 0;
@@ -137,9 +137,10 @@ static void run(int fsync, bool no_uring)
 int main(void)
 {
 	for (int p = 0; p < 2; p++) {
-		run(COHORT_FSYNC_ALWAYS, p);
-		run(COHORT_FSYNC_INTERVAL, p);
-		run(COHORT_FSYNC_NONE, p);
+		run(COHORT_FSYNC_ALWAYS, p, false);   /* direct, groups in flight */
+		run(COHORT_FSYNC_ALWAYS, p, true);    /* buffered */
+		run(COHORT_FSYNC_INTERVAL, p, false);
+		run(COHORT_FSYNC_NONE, p, false);
 	}
 	puts("tsan wal: ok");
 	return 0;
