@@ -269,11 +269,7 @@ int cohort_sync_wait(cohort_db *db);
  * start making them durable at once; *ticket gets 0 when there is nothing
  * to wait for (no writes, already durable, or a policy that promises no
  * more), else the log will write efd (registered, or -1 for none) once the
- * ticket is durable or the log has failed, and may write it before (when
- * the write of the calling thread's group completes: the check that
- * follows takes its result), so a woken loop checks and waits again if
- * need be. The calling thread may submit that write itself, without
- * waiting for it. cohort_sync_check returns 1
+ * ticket is durable or the log has failed. cohort_sync_check returns 1
  * once a ticket's writes are as durable as the policy promises, 0 while
  * not yet, COHORT_EIO if the log failed (then none of them may be
  * acknowledged). Tickets of one database complete in order: a ticket done

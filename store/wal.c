@@ -32,23 +32,17 @@
  * under INTERVAL and NONE one writes every interval (or at half a buffer).
  * Under ALWAYS the first looks once an interval for a group that no one
  * has taken for a whole interval, and any takes a group asked for without
- * waiting (below) that its loop could not submit.
+ * waiting (below) at once.
  *
  * Without waiting (wal_sync_start, for event loops): the caller records
- * the LSN it wants in `want`, so a loop's groups follow one another
- * without waiting for the previous one. A start names the loop's
- * registered eventfd (wal_notify). Where the log writes direct through
- * io_uring and a slot is free, the loop's thread takes the group and
- * submits it without waiting (start_async): the slot's ring has the loop's
- * eventfd registered, so the completion wakes the loop, whose next check
- * reaps it (reap, under mu) and publishes. Otherwise a writer thread
- * flushes it. After the publication that makes its LSN durable (or the
- * failure) the log writes the eventfd too: only loops with something to
- * release are woken, and a loop may be woken before its LSN is durable
- * (it checks again). nmu guards the descriptors, so that unregistering
- * waits for a notification in progress and no descriptor is written
- * after its owner took it back; unregistering also reaps the loop's
- * groups and takes its eventfd off the rings.
+ * the LSN it wants in `want` and a writer thread flushes it at once, into
+ * a free slot, so a loop's groups follow one another without waiting for
+ * the previous one. A start names the loop's registered eventfd
+ * (wal_notify), and after the publication that makes its LSN durable (or
+ * the failure) the log writes to that descriptor: only loops with
+ * something to release are woken. nmu guards the descriptors, so that
+ * unregistering waits for a notification in progress and no descriptor is
+ * written after its owner took it back.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -97,12 +91,6 @@ typedef struct slot {
 	int rc;
 	bool done;                 /* written (or failed), not yet published */
 	bool ring_ok;
-	/* an event loop's group, in the kernel: its completion is reaped
-	 * under mu (reap); `submitting` while a thread is in the submit */
-	bool async, submitting;
-	size_t pos;                /* bytes of buf written so far */
-	int stuck;                 /* writes that moved no whole block */
-	int efd;                   /* eventfd registered with the ring; -1 */
 	struct io_uring ring;      /* used by the slot's flusher only */
 } slot;
 
@@ -161,7 +149,6 @@ struct wal {
 	} *notify;
 	size_t nnotify;
 	_Atomic uint32_t nwant;    /* entries with a want */
-	_Atomic uint32_t nasync;   /* slots with an event loop's group */
 	int nthreads;
 	pthread_t threads[NSLOT];
 };
@@ -325,29 +312,17 @@ static int write_group(wal *w, slot *s, bool sync)
 /* ------------------------------------------------------------------------
  * Flushing a group
  * ------------------------------------------------------------------------ */
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
 static uint32_t group_bit(uint64_t group)
 {
 	return 1u << (group & 31);
 }
 
-/* Sleep while *word == seen, until a wake-up for one of bits or the
- * CLOCK_MONOTONIC deadline (NULL: none). */
+/* Sleep while *word == seen, until a wake-up for one of bits. */
 static void futex_wait_bits(_Atomic uint32_t *word, uint32_t seen,
-			    uint32_t bits, const struct timespec *deadline)
+			    uint32_t bits)
 {
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE, seen,
-		deadline, NULL, bits);
+		NULL, NULL, bits);
 }
 
 static void futex_wake_bits(_Atomic uint32_t *word, int n, uint32_t bits)
@@ -465,7 +440,7 @@ static void publish(wal *w)
  * taken + 1, then publish. Called with mu held, a slot free and something
  * buffered; returns with mu released.
  */
-static slot *take_group(wal *w)
+static void flush_group(wal *w, bool sync)
 {
 	uint64_t g = ++w->taken;
 	slot *s = &w->slots[g % (uint64_t)w->nslot];
@@ -479,12 +454,6 @@ static slot *take_group(wal *w)
 	w->taken_lsn = s->buf.last_lsn;
 	s->off = w->off;
 	w->off += (off_t)s->buf.len;
-	return s;
-}
-
-static void flush_group(wal *w, bool sync)
-{
-	slot *s = take_group(w);
 	int err = w->error;
 	pthread_mutex_unlock(&w->mu);
 
@@ -497,151 +466,19 @@ static void flush_group(wal *w, bool sync)
 }
 
 /* ------------------------------------------------------------------------
- * An event loop's groups: submitted without waiting, reaped under mu
- * ------------------------------------------------------------------------ */
-
-/* Submit the rest of an async slot's write; 0 or -errno. */
-static int submit_rest(wal *w, slot *s)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_write(sqe, w->fd, s->buf.p + s->pos,
-			    (unsigned)(s->buf.len - s->pos),
-			    (uint64_t)(s->off + (off_t)s->pos));
-	int rc;
-	do {
-		rc = io_uring_submit(&s->ring);
-	} while (rc == -EINTR || rc == -EAGAIN);
-	return rc < 0 ? rc : 0;
-}
-
-/* Take what the async slots' writes did: a slot whose group is written
- * (or failed) is done, a short write continues. Called with mu held;
- * returns with mu released, having published what it could. */
-static void reap(wal *w)
-{
-	for (int i = 0; i < w->nslot; i++) {
-		slot *s = &w->slots[i];
-		struct io_uring_cqe *cqe;
-		if (!s->async || s->submitting ||
-		    io_uring_peek_cqe(&s->ring, &cqe) != 0)
-			continue;
-		ssize_t res = io_fault_filter(IO_WRITE, cqe->res,
-					      s->buf.len - s->pos);
-		io_uring_cqe_seen(&s->ring, cqe);
-		int rc;
-		if (res == -EINTR || res == -EAGAIN) {
-			rc = submit_rest(w, s);
-			if (rc == 0)
-				continue;       /* again */
-		} else if (res < 0) {
-			rc = (int)res;
-		} else {
-			res -= res % BLK;       /* short: from its last block */
-			s->pos += (size_t)res;
-			if (s->pos < s->buf.len) {
-				rc = res == 0 && ++s->stuck > 8 ? -EIO :
-					submit_rest(w, s);
-				if (rc == 0)
-					continue;   /* the rest */
-			} else {
-				/* O_DSYNC synced it; the sync fault hook */
-				rc = (int)io_fault_filter(IO_SYNC, 0, 0);
-			}
-		}
-		s->async = false;
-		atomic_fetch_sub(&w->nasync, 1);
-		s->rc = rc;
-		s->done = true;
-	}
-	publish(w);
-}
-
-/* Reap if an event loop's group is out. */
-static void reap_async(wal *w)
-{
-	if (!atomic_load(&w->nasync))
-		return;
-	pthread_mutex_lock(&w->mu);
-	reap(w);
-}
-
-/* Wait on cond, for ms at most (0: no limit); while an event loop's
- * group is out, for 1 ms at most, then reap it (its loop normally does
- * first). Called and returns with mu held. */
-static void wait_reaping(wal *w, pthread_cond_t *cond, uint32_t ms)
-{
-	if (atomic_load(&w->nasync))
-		ms = 1;
-	if (!ms) {
-		pthread_cond_wait(cond, &w->mu);
-		return;
-	}
-	struct timespec ts;
-	deadline_in(&ts, ms);
-	pthread_cond_timedwait(cond, &w->mu, &ts);
-	if (atomic_load(&w->nasync)) {
-		reap(w);
-		pthread_mutex_lock(&w->mu);
-	}
-}
-
-/*
- * An event loop asks for lsn without waiting: where it can, the loop's
- * own thread takes the group and submits it, and the slot's ring writes
- * the loop's eventfd when the write completes, so the loop wakes straight
- * from the disk's completion (no writer thread to wake on the way in, no
- * notification on the way out); the loop's next check reaps and
- * publishes. It can when the log writes direct through io_uring, a slot
- * is free and the space is made (making it may take milliseconds: that is
- * left to a writer thread). Called with mu held; true if it took the
- * group, with mu released.
- */
-static bool start_async(wal *w, int efd)
-{
-	if (efd < 0 || !w->direct || !w->uring || w->error || !wanted(w))
-		return false;
-	slot *s = &w->slots[(w->taken + 1) % (uint64_t)w->nslot];
-	off_t end = w->off + (off_t)(w->active.len + GROUP_END_MIN + BLK);
-	if (pthread_mutex_trylock(&w->zmu))
-		return false;
-	bool ready = end <= w->alloc;
-	pthread_mutex_unlock(&w->zmu);
-	if (!ready)
-		return false;
-	if (s->efd != efd) {
-		if (s->efd >= 0)
-			io_uring_unregister_eventfd(&s->ring);
-		s->efd = io_uring_register_eventfd(&s->ring, efd) == 0 ? efd : -1;
-		if (s->efd < 0)
-			return false;
-	}
-	take_group(w);
-	s->async = true;
-	s->submitting = true;
-	s->pos = 0;
-	s->stuck = 0;
-	atomic_fetch_add(&w->nasync, 1);
-	pthread_mutex_unlock(&w->mu);
-
-	int rc = submit_rest(w, s);
-
-	pthread_mutex_lock(&w->mu);
-	s->submitting = false;
-	if (rc) {
-		s->async = false;
-		atomic_fetch_sub(&w->nasync, 1);
-		s->rc = rc;
-		s->done = true;
-	}
-	reap(w);
-	return true;
-}
-
-/* ------------------------------------------------------------------------
  * The writer threads
  * ------------------------------------------------------------------------ */
+static void deadline_in(struct timespec *ts, uint32_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 static void *writer(void *arg)
 {
 	wal *w = arg;
@@ -654,7 +491,7 @@ static void *writer(void *arg)
 		if (w->stop && w->active.len == 0)
 			break;
 		if (!room(w)) {
-			wait_reaping(w, &w->done, 0);
+			pthread_cond_wait(&w->done, &w->mu);
 			continue;
 		}
 		if (w->stop) {
@@ -668,8 +505,12 @@ static void *writer(void *arg)
 			 * (4% of an event loop's time in cohortd's event
 			 * bench, and as many wake-ups of a writer thread). */
 			if (!wanted(w) && (id != 0 || w->active.len == 0)) {
-				wait_reaping(w, &w->data,
-					     id == 0 ? w->cfg.interval_ms : 0);
+				if (id != 0) {
+					pthread_cond_wait(&w->data, &w->mu);
+					continue;
+				}
+				deadline_in(&ts, w->cfg.interval_ms);
+				pthread_cond_timedwait(&w->data, &w->mu, &ts);
 				continue;
 			}
 			if (!wanted(w)) {
@@ -777,8 +618,6 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 			      strerror(-rc));
 	}
 	w->nslot = w->direct ? NSLOT : 1;
-	for (int i = 0; i < NSLOT; i++)
-		w->slots[i].efd = -1;
 	w->reserve = w->direct ? GROUP_END_MIN + BLK : 0;
 	char why[96] = "";
 	if (cfg->no_uring) {
@@ -861,7 +700,7 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	while (!w->error && w->active.len > 0 &&
 	       w->active.len + need + w->reserve > w->active.cap) {
 		if (!room(w)) {
-			wait_reaping(w, &w->done, 0);
+			pthread_cond_wait(&w->done, &w->mu);
 		} else {
 			flush_group(w, w->cfg.fsync != COHORT_FSYNC_NONE);
 			pthread_mutex_lock(&w->mu);
@@ -943,26 +782,17 @@ int wal_sync(wal *w, uint64_t lsn)
 		uint64_t g = buffered ? w->taken + 1 : group_of(w, lsn);
 		uint32_t seen = atomic_load(&w->flushes);
 		atomic_fetch_add(&w->nwait[g & 31], 1);
-		/* an event loop's group is reaped by its loop; after 1 ms
-		 * by whoever waits for it */
-		bool async = atomic_load(&w->nasync) != 0;
-		struct timespec ts;
-		if (async)
-			deadline_in(&ts, 1);
 		pthread_mutex_unlock(&w->mu);
-		futex_wait_bits(&w->flushes, seen, group_bit(g),
-				async ? &ts : NULL);
+		futex_wait_bits(&w->flushes, seen, group_bit(g));
 		atomic_fetch_sub(&w->nwait[g & 31], 1);
-		reap_async(w);
 	}
 }
 
-/* Have efd written once lsn is durable: false if efd is not registered. */
-static bool want_notify(wal *w, int efd, uint64_t lsn)
+/* Have efd written once lsn is durable. */
+static void want_notify(wal *w, int efd, uint64_t lsn)
 {
-	bool found = false;
 	pthread_mutex_lock(&w->nmu);
-	for (size_t i = 0; i < w->nnotify && !found; i++) {
+	for (size_t i = 0; i < w->nnotify; i++) {
 		struct notify *e = &w->notify[i];
 		if (e->fd != efd)
 			continue;
@@ -970,10 +800,9 @@ static bool want_notify(wal *w, int efd, uint64_t lsn)
 			atomic_fetch_add(&w->nwant, 1);
 		if (lsn > e->want)
 			e->want = lsn;
-		found = true;
+		break;
 	}
 	pthread_mutex_unlock(&w->nmu);
-	return found;
 }
 
 int wal_sync_start(wal *w, uint64_t lsn, int efd)
@@ -996,12 +825,10 @@ int wal_sync_start(wal *w, uint64_t lsn, int efd)
 	if (lsn > w->want)
 		w->want = lsn;
 	/* before the writer can finish the flush: it notifies after */
-	if (efd >= 0 && !want_notify(w, efd, lsn))
-		efd = -1;
-	/* this thread submits it, or a writer takes the free slot now;
-	 * else one takes it when a group ends */
-	if (start_async(w, efd))
-		return 0;
+	if (efd >= 0)
+		want_notify(w, efd, lsn);
+	/* a free slot: a writer takes it now; else one takes it when a
+	 * group ends */
 	if (wanted(w))
 		pthread_cond_signal(&w->data);
 	pthread_mutex_unlock(&w->mu);
@@ -1012,49 +839,15 @@ int wal_sync_check(wal *w, uint64_t lsn)
 {
 	if (atomic_load(&w->durable_lsn) >= lsn)
 		return 1;
-	reap_async(w);
-	if (atomic_load(&w->durable_lsn) >= lsn)
-		return 1;
 	if (!atomic_load(&w->error))
 		return 0;
 	pthread_mutex_lock(&w->mu);
 	return failed_unlock(w);
 }
 
-/* Reap every event loop's group out, waiting for them. Called and
- * returns with mu held. */
-static void drain_async(wal *w)
-{
-	while (atomic_load(&w->nasync)) {
-		struct timespec pause = { 0, 50 * 1000 };
-		pthread_mutex_unlock(&w->mu);
-		nanosleep(&pause, NULL);
-		pthread_mutex_lock(&w->mu);
-		reap(w);
-		pthread_mutex_lock(&w->mu);
-	}
-}
-
-/* The loop behind efd stops: its groups out are reaped, and no ring
- * writes efd any more. */
-static void forget_efd(wal *w, int efd)
-{
-	pthread_mutex_lock(&w->mu);
-	drain_async(w);
-	for (int i = 0; i < w->nslot; i++) {
-		if (w->slots[i].efd == efd) {
-			io_uring_unregister_eventfd(&w->slots[i].ring);
-			w->slots[i].efd = -1;
-		}
-	}
-	pthread_mutex_unlock(&w->mu);
-}
-
 int wal_notify(wal *w, int efd, bool on)
 {
 	int rc = 0;
-	if (!on)
-		forget_efd(w, efd);
 	pthread_mutex_lock(&w->nmu);
 	size_t i = 0;
 	while (i < w->nnotify && w->notify[i].fd != efd)
@@ -1089,7 +882,7 @@ int wal_flush(wal *w)
 			pthread_mutex_lock(&w->mu);
 		} else {
 			/* in flight, or no slot free: wait for a group */
-			wait_reaping(w, &w->done, 0);
+			pthread_cond_wait(&w->done, &w->mu);
 		}
 	}
 	int rc = w->error ? failed(w) : 0;
@@ -1113,7 +906,7 @@ int wal_rotate(wal *w, uint64_t *last)
 	/* no one appends (the caller holds the cut); a flush that found
 	 * nothing new may still be publishing */
 	while (in_flight(w))
-		wait_reaping(w, &w->done, 0);
+		pthread_cond_wait(&w->done, &w->mu);
 	uint64_t l = w->next_lsn - 1;
 	char path[sizeof(w->path) + 64];
 	snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", w->dir, l + 1);
@@ -1172,11 +965,6 @@ int wal_close(wal *w)
 		return 0;
 	int rc = wal_flush(w);
 	stop_writers(w);
-	/* after a failure, groups may still be in the kernel: their
-	 * buffers must outlive them */
-	pthread_mutex_lock(&w->mu);
-	drain_async(w);
-	pthread_mutex_unlock(&w->mu);
 	cut_prealloc(w);
 	if (close(w->fd) && rc == 0)
 		rc = seterr(COHORT_EIO, "log: close of %s: %s", w->path,

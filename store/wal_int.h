@@ -86,13 +86,11 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
  * appended. */
 int wal_sync(wal *w, uint64_t lsn);
 /*
- * Without waiting (cohort_sync_start): have lsn made durable at once, by
- * this thread's submitting its group (direct writes through io_uring, a
- * slot free) or by a writer thread. 1 if it already is (or the policy
- * promises nothing more), 0 if it is on its way (then efd, if registered
- * with wal_notify, is written once it is durable or the log fails, and
- * maybe before: the caller checks and waits again; -1: none), COHORT_EIO
- * if the log has failed, COHORT_EINVAL for an LSN not yet appended.
+ * Without waiting (cohort_sync_start): have lsn made durable at once by the
+ * writer thread. 1 if it already is (or the policy promises nothing more),
+ * 0 if it is on its way (then efd, if registered with wal_notify, is
+ * written once it is durable or the log fails; -1: none), COHORT_EIO if
+ * the log has failed, COHORT_EINVAL for an LSN not yet appended.
  * wal_sync_check: 1 durable, 0 not yet, COHORT_EIO failed. wal_notify:
  * (un)register an eventfd; unregistering waits for a notification in
  * progress.
