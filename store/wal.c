@@ -105,11 +105,13 @@ struct wal {
 	slot slots[NSLOT];
 
 	/* Space ahead of the log: preallocated (buffered) or written with
-	 * zeros (direct) up to alloc; zmu makes one flusher do it while
-	 * the others whose group lies past alloc wait. */
+	 * zeros (direct) up to alloc; zmu makes one thread do it while the
+	 * flushers whose group lies past alloc wait (the others go on). */
 	pthread_mutex_t zmu;
-	off_t alloc;
-	bool no_prealloc;          /* refused: grow by writing */
+	_Atomic int64_t alloc;
+	_Atomic bool no_prealloc;  /* refused: grow by writing */
+	bool fill_ahead;           /* direct: the first writer is to write
+	                              the next zeros; under mu */
 	char *zeros;               /* direct: ZERO_CHUNK zero bytes */
 
 	pthread_mutex_t mu;
@@ -132,7 +134,8 @@ struct wal {
 	 * one to wake makes no system call (a stale count costs one spare
 	 * wake) */
 	_Atomic uint32_t nwait[32];
-	uint64_t bytes;            /* appended since open or rotation */
+	uint64_t bytes;            /* appended since open or rotation, with
+	                              the padding of direct groups */
 	char dir[4096];
 	/* sticky: the -errno that stopped the log; written under mu, read
 	 * without it on the write path */
@@ -236,6 +239,8 @@ static ssize_t plain_write(wal *w, const char *p, size_t len, off_t off)
  */
 static void make_space(wal *w, off_t end)
 {
+	if (end <= atomic_load(&w->alloc))
+		return;                 /* made already, or being extended */
 	pthread_mutex_lock(&w->zmu);
 	if (!w->no_prealloc && end > w->alloc) {
 		off_t want = (end + PREALLOC - 1) / PREALLOC * PREALLOC;
@@ -260,7 +265,8 @@ static void make_space(wal *w, off_t end)
 }
 
 /* Cut the file back to its records (the zeros past them would read as a
- * clean end anyway: no sync needed). Nothing in flight. */
+ * clean end anyway: no sync needed). Nothing in flight, and no one
+ * making space (zmu held, or the writers stopped). */
 static void cut_prealloc(wal *w)
 {
 	if (w->alloc > w->off && ftruncate(w->fd, w->off) == 0)
@@ -371,6 +377,7 @@ static void end_group(wal *w, walbuf *b)
 	memcpy(h + WAL_HEADER, &d, 8);
 	uint32_t crc = crc32c(crc32c(0, h, 16), h + WAL_HEADER, n);
 	memcpy(h + 16, &crc, 4);
+	w->bytes += end - b->len;       /* the log's size, padding included */
 	b->len = end;
 	b->nrec++;
 }
@@ -413,6 +420,14 @@ static void publish(wal *w)
 	uint64_t durable = atomic_load(&w->durable_lsn);
 	uint64_t lead = w->taken + 1;
 	pthread_cond_broadcast(&w->done);
+	/* Half the zeros ahead used: the first writer thread writes the
+	 * next ones now, so that no group waits for them (16 MiB took
+	 * 15-18 ms here, during which every flusher past them waited). */
+	if (w->direct && !w->fill_ahead && !atomic_load(&w->no_prealloc) &&
+	    atomic_load(&w->alloc) - w->off < PREALLOC / 2) {
+		w->fill_ahead = true;
+		pthread_cond_broadcast(&w->data);
+	}
 	/* a slot is free for what a loop asked for without waiting */
 	if (wanted(w))
 		pthread_cond_signal(&w->data);
@@ -490,6 +505,14 @@ static void *writer(void *arg)
 	for (;;) {
 		if (w->stop && w->active.len == 0)
 			break;
+		if (id == 0 && w->fill_ahead && !w->stop) {
+			w->fill_ahead = false;
+			off_t end = w->off + PREALLOC;
+			pthread_mutex_unlock(&w->mu);
+			make_space(w, end);
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
 		if (!room(w)) {
 			pthread_cond_wait(&w->done, &w->mu);
 			continue;
@@ -936,6 +959,7 @@ int wal_rotate(wal *w, uint64_t *last)
 		return seterr(COHORT_EIO, "log: fsync of %s: %s", w->dir,
 			      strerror(-d));
 	}
+	pthread_mutex_lock(&w->zmu);    /* no zeros being written */
 	cut_prealloc(w);
 	close(w->fd);
 	w->fd = fd;
@@ -943,6 +967,8 @@ int wal_rotate(wal *w, uint64_t *last)
 	w->durable_off = 0;
 	w->alloc = 0;
 	w->no_prealloc = false;
+	w->fill_ahead = false;
+	pthread_mutex_unlock(&w->zmu);
 	w->bytes = 0;
 	memcpy(w->path, path, sizeof(w->path) - 1);
 	w->path[sizeof(w->path) - 1] = 0;

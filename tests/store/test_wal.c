@@ -553,3 +553,33 @@ Test(wal, every_flipped_byte_of_a_direct_log_is_detected)
 	cr_assert_gt(ncorrupt, 0);
 	rmrf(dir);
 }
+
+/* A direct log well past several 16 MiB steps of zeros, which the first
+ * writer thread writes ahead while groups go on: every record replays, in
+ * order, and close cuts the file back to its records. */
+Test(wal, a_direct_log_across_many_zero_steps_replays_whole)
+{
+	char dir[64], path[512], report[512];
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, URING);
+	static uint32_t payload[1024];
+	const int n = 12000;            /* about 48 MiB */
+	uint64_t lsn = 0;
+	for (int i = 0; i < n; i++) {
+		payload[0] = 0;
+		payload[1] = (uint32_t)i;
+		cr_assert_eq(wal_append(w, 1, payload, sizeof payload, &lsn), 0);
+		if (i % 16 == 15)
+			cr_assert_eq(wal_sync(w, lsn), 0);
+	}
+	cr_assert_eq(wal_sync(w, lsn), 0);
+	cr_assert_eq(wal_close(w), 0);
+	off_t size = segment_size(dir, path, sizeof path);
+	cr_assert_geq(size, (off_t)n * (20 + (off_t)sizeof payload));
+	cr_assert_eq(records_end(path), size, "not cut back to its records");
+	int rc;
+	cr_assert_eq(replay_count(dir, report, sizeof report, &rc),
+		     (uint64_t)n);
+	cr_assert_eq(rc, 0, "%s", cohort_errdetail());
+	cr_assert_str_empty(report);
+	rmrf(dir);
+}

@@ -25,12 +25,20 @@
 static wal *w;
 static int policy;
 
+/* read-only: every tenth waiter record is this big, so that a direct log
+ * passes half of its first 16 MiB of zeros and the first writer thread
+ * writes the next ones while groups go on */
+static const char big[48 << 10];
+
 static void *waiter(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < NPER; i++) {
 		uint64_t lsn;
-		CHECK(wal_append(w, 1, &i, sizeof i, &lsn));
+		if (i % 10 == 9)
+			CHECK(wal_append(w, 1, big, sizeof big, &lsn));
+		else
+			CHECK(wal_append(w, 1, &i, sizeof i, &lsn));
 		CHECK(wal_sync(w, lsn));
 		EXPECT(policy != COHORT_FSYNC_ALWAYS ||
 		       wal_durable_lsn(w) >= lsn, "sync returned early");
