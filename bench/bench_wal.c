@@ -23,6 +23,10 @@
  *                          1 and 64 writers
  *   events_interval        fsync every 10 ms (the default), 1 and 2 threads
  *   events_none            no fsync, 1 and 2 threads
+ *   raw_dsync_4k           context for the log's direct writes: 4 KiB
+ *                          O_DIRECT | O_DSYNC overwrites of a file written
+ *                          with zeros, through io_uring, 1 and 4 in flight
+ *                          (the log's groups in flight at most); writes/s
  *   raw_fdatasync_4k       context for `always`: a plain loop of 4 KiB
  *                          pwrite (appending) + fdatasync on a temp file in
  *                          the same /tmp, in the same run; latency in us
@@ -56,6 +60,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <liburing.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -498,6 +503,111 @@ out:
 	return rc;
 }
 
+#define DSYNC_SPAN (16 << 20)   /* the zero-filled file the raw loop overwrites */
+
+/* 4 KiB O_DIRECT | O_DSYNC overwrites through io_uring, depth in flight:
+ * what the log's direct groups cost on this disk, in the same run. A file
+ * system without O_DIRECT gets a note instead. */
+static int raw_dsync(const bench_ctx *ctx, int depth)
+{
+	char dir[64], path[96];
+	char *buf = NULL;
+	int rc = 1, fd = -1;
+	bool ring = false;
+	struct io_uring r;
+	double secs = ctx->quick ? 0.1 : 1.0;
+
+	if (make_dir(dir, sizeof dir))
+		return 1;
+	snprintf(path, sizeof path, "%s/raw", dir);
+	buf = aligned_alloc(4096, 1 << 20);
+	if (!buf) {
+		fail_errno("aligned_alloc", path, ENOMEM);
+		goto out;
+	}
+	memset(buf, 0, 1 << 20);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT |
+		  O_DSYNC, 0600);
+	if (fd < 0 && errno == EINVAL) {
+		bench_note(ctx, "wal: raw_dsync_4k skipped: /tmp refuses O_DIRECT");
+		rc = 0;
+		goto out;
+	}
+	if (fd < 0) {
+		fail_errno("open", path, errno);
+		goto out;
+	}
+	for (off_t o = 0; o < DSYNC_SPAN; o += 1 << 20)
+		if (pwrite(fd, buf, 1 << 20, o) != 1 << 20) {
+			fail_errno("pwrite", path, errno ? errno : EIO);
+			goto out;
+		}
+	int e = io_uring_queue_init(8, &r, 0);
+	if (e) {
+		bench_note(ctx, "wal: raw_dsync_4k skipped: io_uring: %s",
+			   strerror(-e));
+		rc = 0;
+		goto out;
+	}
+	ring = true;
+	memset(buf, 'w', 1 << 20);
+	double started[8];
+	double t0 = bench_now(), lat_sum = 0;
+	long done = 0, issued = 0;
+	int inflight = 0;
+	while (bench_now() - t0 < secs || inflight) {
+		while (inflight < depth && bench_now() - t0 < secs) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&r);
+			long slot = issued % 8;
+			off_t off = (off_t)(issued * 4096 % DSYNC_SPAN);
+			io_uring_prep_write(sqe, fd, buf + slot * 4096, 4096,
+					    (uint64_t)off);
+			sqe->user_data = (uint64_t)slot;
+			started[slot] = bench_now();
+			issued++;
+			inflight++;
+		}
+		struct io_uring_cqe *cqe;
+		e = io_uring_submit_and_wait(&r, 1);
+		if (e < 0 && e != -EINTR) {
+			fail_errno("io_uring_submit_and_wait", path, -e);
+			goto out;
+		}
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&r, head, cqe) {
+			if (cqe->res != 4096) {
+				fail_errno("write", path,
+					   cqe->res < 0 ? -cqe->res : EIO);
+				goto out;
+			}
+			lat_sum += bench_now() - started[cqe->user_data];
+			seen++;
+		}
+		io_uring_cq_advance(&r, seen);
+		inflight -= (int)seen;
+		done += seen;
+	}
+	double total = bench_now() - t0;
+	bench_line l = bench_line_make("raw_dsync_4k", done / total,
+				       "writes/s", depth);
+	bench_line_str(&l, "what", "4 KiB O_DIRECT | O_DSYNC overwrite of "
+		       "written zeros, io_uring, threads = writes in flight");
+	bench_line_num(&l, "mean_us", lat_sum * 1e6 / (double)done);
+	bench_line_num(&l, "writes", (double)done);
+	bench_line_str(&l, "dir", "/tmp");
+	bench_report(ctx, &l);
+	rc = 0;
+out:
+	if (ring)
+		io_uring_queue_exit(&r);
+	if (fd >= 0 && close(fd) != 0 && rc == 0)
+		rc = fail_errno("close", path, errno);
+	if (remove_dir(dir))
+		rc = 1;
+	free(buf);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------
  * Snapshots: write, load, restart, against the disk
  * ------------------------------------------------------------------------ */
@@ -800,7 +910,8 @@ int bench_wal(bench_ctx *ctx)
 		/* the disk's own fdatasync latency, just before the 1 writer
 		 * `always` run it is the context of */
 		if (k == ALWAYS_1) {
-			if (raw_fdatasync(ctx, &fsync_us))
+			if (raw_fdatasync(ctx, &fsync_us) ||
+			    raw_dsync(ctx, 1) || raw_dsync(ctx, 4))
 				goto out;
 			raw = fsync_us;
 		}
