@@ -74,6 +74,7 @@
 #define NSLOT 4
 #define NSLOT_S "4"
 #define ZERO_CHUNK (1u << 20)
+#define ANY_SEG UINT64_MAX      /* make_space: whatever the segment */
 /* a group's end record: header, the durable LSN at issue, padding */
 #define GROUP_END_MIN (WAL_HEADER + 8)
 
@@ -112,6 +113,7 @@ struct wal {
 	_Atomic bool no_prealloc;  /* refused: grow by writing */
 	bool fill_ahead;           /* direct: the first writer is to write
 	                              the next zeros; under mu */
+	uint64_t segno;            /* rotations so far; under mu and zmu */
 	char *zeros;               /* direct: ZERO_CHUNK zero bytes */
 
 	pthread_mutex_t mu;
@@ -237,12 +239,16 @@ static ssize_t plain_write(wal *w, const char *p, size_t len, off_t off)
  * back to its records). Where the space cannot be made the file grows by
  * writing, as before; a full disk fails the group's own write.
  */
-static void make_space(wal *w, off_t end)
+static void make_space(wal *w, off_t end, uint64_t segno)
 {
 	if (end <= atomic_load(&w->alloc))
 		return;                 /* made already, or being extended */
 	pthread_mutex_lock(&w->zmu);
-	if (!w->no_prealloc && end > w->alloc) {
+	/* segno: the segment asked for (a fill ahead that a rotation
+	 * overtook must not fill the new one); ANY_SEG from a flusher,
+	 * which no rotation overtakes */
+	if ((segno == ANY_SEG || segno == w->segno) && !w->no_prealloc &&
+	    end > w->alloc) {
 		off_t want = (end + PREALLOC - 1) / PREALLOC * PREALLOC;
 		if (!w->direct) {
 			if (fallocate(w->fd, 0, w->alloc, want - w->alloc) == 0)
@@ -289,7 +295,7 @@ static int write_group(wal *w, slot *s, bool sync)
 	size_t len = s->buf.len;
 	off_t off = s->off;
 	int stuck = 0;
-	make_space(w, off + (off_t)len);
+	make_space(w, off + (off_t)len, ANY_SEG);
 	while (len > 0) {
 		ssize_t n = w->uring ? uring_write(w, s, p, len, off) :
 			plain_write(w, p, len, off);
@@ -508,8 +514,9 @@ static void *writer(void *arg)
 		if (id == 0 && w->fill_ahead && !w->stop) {
 			w->fill_ahead = false;
 			off_t end = w->off + PREALLOC;
+			uint64_t seg = w->segno;
 			pthread_mutex_unlock(&w->mu);
-			make_space(w, end);
+			make_space(w, end, seg);
 			pthread_mutex_lock(&w->mu);
 			continue;
 		}
@@ -968,6 +975,7 @@ int wal_rotate(wal *w, uint64_t *last)
 	w->alloc = 0;
 	w->no_prealloc = false;
 	w->fill_ahead = false;
+	w->segno++;
 	pthread_mutex_unlock(&w->zmu);
 	w->bytes = 0;
 	memcpy(w->path, path, sizeof(w->path) - 1);

@@ -583,3 +583,55 @@ Test(wal, a_direct_log_across_many_zero_steps_replays_whole)
 	cr_assert_str_empty(report);
 	rmrf(dir);
 }
+
+/* Rotations right after the log passed half of its zeros, while the first
+ * writer thread may be writing the next ones: each old segment is cut back
+ * to its records, the new one gets no zeros meant for the old, and replay
+ * reads every record of every segment. */
+Test(wal, rotation_while_zeros_are_written_ahead)
+{
+	char dir[64], report[512];
+	wal *w = open_log(dir, sizeof dir, COHORT_FSYNC_ALWAYS, 10, URING);
+	static uint32_t payload[2048];
+	const int per = 1200;           /* about 9.6 MiB a segment */
+	uint64_t lsn = 0;
+	for (int seg = 0; seg < 3; seg++) {
+		for (int i = 0; i < per; i++) {
+			payload[1] = (uint32_t)(seg * per + i);
+			cr_assert_eq(wal_append(w, 1, payload, sizeof payload,
+						&lsn), 0);
+			if (i % 8 == 7)
+				cr_assert_eq(wal_sync(w, lsn), 0);
+		}
+		uint64_t last;
+		cr_assert_eq(wal_rotate(w, &last), 0);
+		cr_assert_eq(last, lsn);
+	}
+	cr_assert_eq(wal_close(w), 0);
+	DIR *d = opendir(dir);
+	cr_assert(d);
+	struct dirent *e;
+	int nseg = 0;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "wal-", 4) != 0)
+			continue;
+		char path[512];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		cr_assert_eq(stat(path, &st), 0);
+		cr_assert_eq(records_end(path), st.st_size,
+			     "%s: %lld bytes, records end at %lld", e->d_name,
+			     (long long)st.st_size, (long long)records_end(path));
+		nseg++;
+	}
+	closedir(d);
+	cr_assert_eq(nseg, 4);
+	replay_state s;
+	memset(&s, 0, sizeof s);
+	uint64_t last;
+	cr_assert_eq(wal_replay(dir, 0, false, count_cb, &s, &last, report,
+				sizeof report), 0, "%s", cohort_errdetail());
+	cr_assert_eq(s.n, (uint64_t)3 * per);
+	cr_assert_str_empty(report);
+	rmrf(dir);
+}
