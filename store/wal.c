@@ -446,14 +446,17 @@ static void publish(wal *w)
 		futex_wake_bits(&w->flushes, INT_MAX, UINT32_MAX);
 		return;
 	}
-	/* the next group's leader first: woken after the groups just done
-	 * it would queue behind all of them for a CPU, and the disk would
-	 * idle meanwhile; the rest of its group sleeps on */
-	if (atomic_load(&w->nwait[lead & 31]))
-		futex_wake_bits(&w->flushes, 1, group_bit(lead));
+	/* The groups just done, then one leader for the buffered records
+	 * (the rest of its group sleeps on), so that the woken may append
+	 * to the group the leader takes. (The leader used to go first, so
+	 * that the disk would not idle while it queued for a CPU; 64
+	 * writers, alternated: direct 168-173 K events/s leader first,
+	 * 172-186 K after; buffered 124-144 K and 141-144 K.) */
 	for (uint64_t g = first; g <= last && g < first + 32; g++)
 		if (atomic_load(&w->nwait[g & 31]))
 			futex_wake_bits(&w->flushes, INT_MAX, group_bit(g));
+	if (atomic_load(&w->nwait[lead & 31]))
+		futex_wake_bits(&w->flushes, 1, group_bit(lead));
 }
 
 /*
