@@ -72,10 +72,9 @@
  * with cohortd's event bench: 2, 3 and 4 alike for the first, 4 best for
  * the second; 8 worse for both) */
 #define NSLOT 4
-#define NSLOT_S "4"
 #define ZERO_CHUNK (1u << 20)
 #define ANY_SEG UINT64_MAX      /* make_space: whatever the segment */
-/* a group's end record: header, the durable LSN at issue, padding */
+/* a group's end record: header, the durable end offset at issue, padding */
 #define GROUP_END_MIN (WAL_HEADER + 8)
 
 typedef struct walbuf {
@@ -100,6 +99,7 @@ struct wal {
 	int fd;
 	char path[4200];
 	char io_path[160];
+	char mode[64];             /* wal_write_mode */
 	bool uring;
 	bool direct;               /* O_DIRECT | O_DSYNC, whole blocks */
 	int nslot;                 /* groups in flight at most */
@@ -571,8 +571,6 @@ static void *writer(void *arg)
 		flush_group(w, sync);
 		pthread_mutex_lock(&w->mu);
 	}
-	/* the others may wait for room that will not come */
-	pthread_cond_broadcast(&w->data);
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
 }
@@ -581,18 +579,11 @@ static void *writer(void *arg)
  * Open, append, sync, close
  * ------------------------------------------------------------------------ */
 
-/* Open a segment for the log's write mode: direct (O_DIRECT | O_DSYNC),
- * or buffered where direct is not wanted or the file system refuses it. */
-static int open_segment(wal *w, const char *path)
+/* Create a segment for direct (O_DIRECT | O_DSYNC) or buffered writes. */
+static int open_segment(const char *path, bool direct)
 {
 	int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
-	if (w->direct) {
-		int fd = open(path, flags | O_DIRECT | O_DSYNC, 0600);
-		if (fd >= 0 || errno != EINVAL)
-			return fd;
-		w->direct = false;      /* tmpfs and the like */
-	}
-	return open(path, flags, 0600);
+	return open(path, direct ? flags | O_DIRECT | O_DSYNC : flags, 0600);
 }
 
 /* Have the writer threads write what is left and stop; join them. */
@@ -635,7 +626,11 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 		 next_lsn);
 	/* direct writes pay where each group is synced */
 	w->direct = cfg->fsync == COHORT_FSYNC_ALWAYS && !cfg->no_direct;
-	w->fd = open_segment(w, w->path);
+	w->fd = open_segment(w->path, w->direct);
+	if (w->fd < 0 && w->direct && errno == EINVAL) {
+		w->direct = false;      /* tmpfs and the like: buffered */
+		w->fd = open_segment(w->path, false);
+	}
 	if (w->fd < 0) {
 		int e = errno;
 		cfree(w);
@@ -670,6 +665,12 @@ int wal_open(const char *dir, const wal_config *cfg, uint64_t next_lsn,
 	}
 	snprintf(w->io_path, sizeof(w->io_path), "%s%s",
 		 w->uring ? "io_uring" : "pwrite", why);
+	if (w->direct)
+		snprintf(w->mode, sizeof(w->mode), "direct (O_DIRECT | O_DSYNC, "
+			 "%d groups in flight)", NSLOT);
+	else
+		snprintf(w->mode, sizeof(w->mode), "buffered (write + "
+			 "fdatasync, 1 group in flight)");
 	bool mem = buf_grow(&w->active, BUF_INITIAL) == 0;
 	for (int i = 0; i < w->nslot; i++)
 		mem = mem && buf_grow(&w->slots[i].buf, BUF_INITIAL) == 0;
@@ -718,6 +719,14 @@ static int failed_unlock(wal *w)
 	int rc = failed(w);
 	pthread_mutex_unlock(&w->mu);
 	return rc;
+}
+
+/* A sync of an LSN not yet appended, called with mu held; releases it. */
+static int never_appended_unlock(wal *w, uint64_t lsn)
+{
+	pthread_mutex_unlock(&w->mu);
+	return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
+		      ", which was never appended", lsn);
 }
 
 int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
@@ -799,11 +808,8 @@ int wal_sync(wal *w, uint64_t lsn)
 		}
 		if (w->error)
 			return failed_unlock(w);
-		if (lsn >= w->next_lsn) {
-			pthread_mutex_unlock(&w->mu);
-			return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
-				      ", which was never appended", lsn);
-		}
+		if (lsn >= w->next_lsn)
+			return never_appended_unlock(w, lsn);
 		bool buffered = lsn > w->taken_lsn;
 		if (buffered && room(w)) {
 			/* not durable, not in flight: buffered. Lead. */
@@ -846,11 +852,8 @@ int wal_sync_start(wal *w, uint64_t lsn, int efd)
 	pthread_mutex_lock(&w->mu);
 	if (w->error)
 		return failed_unlock(w);
-	if (lsn >= w->next_lsn) {
-		pthread_mutex_unlock(&w->mu);
-		return seterr(COHORT_EINVAL, "log: sync of LSN %" PRIu64
-			      ", which was never appended", lsn);
-	}
+	if (lsn >= w->next_lsn)
+		return never_appended_unlock(w, lsn);
 	if (atomic_load(&w->durable_lsn) >= lsn) {
 		pthread_mutex_unlock(&w->mu);
 		return 1;
@@ -910,7 +913,7 @@ int wal_flush(wal *w)
 	pthread_mutex_lock(&w->mu);
 	uint64_t target = w->next_lsn - 1;
 	while (!w->error && atomic_load(&w->durable_lsn) < target) {
-		if (w->active.len && w->taken_lsn < target && room(w)) {
+		if (w->active.len && room(w)) {
 			flush_group(w, w->cfg.fsync != COHORT_FSYNC_NONE);
 			pthread_mutex_lock(&w->mu);
 		} else {
@@ -943,23 +946,14 @@ int wal_rotate(wal *w, uint64_t *last)
 	uint64_t l = w->next_lsn - 1;
 	char path[sizeof(w->path) + 64];
 	snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", w->dir, l + 1);
-	bool direct = w->direct;
-	int fd = open_segment(w, path);
+	/* as the log began: a directory whose file system now refuses
+	 * O_DIRECT fails the rotation (EINVAL) */
+	int fd = open_segment(path, w->direct);
 	if (fd < 0) {
 		int e = errno;
 		pthread_mutex_unlock(&w->mu);
 		return seterr(COHORT_EIO, "log: cannot create %s: %s", path,
 			      strerror(e));
-	}
-	if (direct != w->direct) {
-		/* the file system changed under the directory: stay as
-		 * the log began (groups padded for direct writes) */
-		close(fd);
-		unlink(path);
-		w->direct = direct;
-		pthread_mutex_unlock(&w->mu);
-		return seterr(COHORT_EIO, "log: %s refuses direct I/O, which "
-			      "the log was opened with", path);
 	}
 	int d = io_fsync_dir(w->dir);
 	if (d) {
@@ -1024,9 +1018,7 @@ const char *wal_io_path(const wal *w)
 
 const char *wal_write_mode(const wal *w)
 {
-	return w->direct ? "direct (O_DIRECT | O_DSYNC, " NSLOT_S
-		" groups in flight)" :
-		"buffered (write + fdatasync, 1 group in flight)";
+	return w->mode;
 }
 
 uint64_t wal_durable_lsn(wal *w)
