@@ -119,7 +119,8 @@ typedef struct loop {
 	int lfd;                   /* listening socket; -1 once closed */
 	int efd;                   /* eventfd: wake-up for stop, and the
 	                              log's word that a sync completed */
-	bool notified;             /* efd registered with the log */
+	bool notified;             /* efd registered with the log (always,
+	                              with a database) */
 	bool uring;
 	struct io_uring ring;
 	bool ring_ok;
@@ -838,8 +839,7 @@ static void flush(loop *lp)
 	int rc = 0;
 	uint64_t ticket = 0;
 	if (any) {
-		rc = cohort_sync_start(lp->s->env->db,
-				       lp->notified ? lp->efd : -1, &ticket);
+		rc = cohort_sync_start(lp->s->env->db, lp->efd, &ticket);
 		if (rc)
 			log_sync_failed(rc);
 	}
@@ -979,9 +979,6 @@ static void *loop_main(void *arg)
 	snprintf(name, sizeof name, "cohortd-loop%u", lp->idx);
 	pthread_setname_np(pthread_self(), name);
 	cohort_sync_defer(true);
-	/* the log's word that a sync completed comes on the wake-up fd */
-	lp->notified = lp->s->env->db &&
-		cohort_sync_notify(lp->s->env->db, lp->efd, true) == 0;
 	int64_t now = now_ms();
 	lp->next_sweep = now + SWEEP_MS;
 	lp->next_push = now + PUSH_MS;
@@ -1010,8 +1007,6 @@ static void *loop_main(void *arg)
 	} else {
 		epoll_run(lp);
 	}
-	if (lp->notified)
-		cohort_sync_notify(lp->s->env->db, lp->efd, false);
 	return NULL;
 }
 
@@ -1144,6 +1139,18 @@ static int loop_init(server *s, loop *lp, char *err, size_t err_len)
 	if (lp->efd < 0) {
 		snprintf(err, err_len, "eventfd: %s", strerror(errno));
 		return COHORT_EIO;
+	}
+	/* the log's word that a sync completed comes on the wake-up fd:
+	 * registered here, so that a server that could not is not started
+	 * (held connections would wait for some other wake-up) */
+	if (s->env->db) {
+		int rc = cohort_sync_notify(s->env->db, lp->efd, true);
+		if (rc) {
+			snprintf(err, err_len, "log notification of loop %u: "
+				 "%s", lp->idx, cohort_errdetail());
+			return rc;
+		}
+		lp->notified = true;
 	}
 	if (lp->uring) {
 		int rc = -EINVAL;
@@ -1405,6 +1412,8 @@ void server_free(server *s)
 			close(lp->epfd);
 		if (lp->lfd >= 0)
 			close(lp->lfd);
+		if (lp->notified)
+			cohort_sync_notify(s->env->db, lp->efd, false);
 		if (lp->efd >= 0)
 			close(lp->efd);
 	}

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "cohort.h"
 #include "conn.h"
 #include "io_int.h"
@@ -966,6 +967,67 @@ Test(server, failed_sync_acknowledges_nothing)
 Test(server, failed_sync_acknowledges_nothing_epoll)
 {
 	failed_sync(true);
+}
+
+/* ---- in-process: the log's notification ---------------------------------- */
+
+/* Each loop registers its wake-up fd for the log's word that a sync
+ * completed when server_new sets it up. A registration refused (out of
+ * memory) fails server_new with the reason: a loop without it would hold
+ * durable writes' answers until something else woke it. The loops
+ * registered before the refusal are undone, and a server made afterwards
+ * answers durable writes. */
+Test(server, refused_log_notification_fails_server_new)
+{
+	char dir[64];
+	snprintf(dir, sizeof dir, "/tmp/cohort-srvnote-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(S.dir, sizeof S.dir, "%s", dir);   /* removed by fini */
+	cohort_options opts;
+	cohort_options_init(&opts);
+	opts.fsync = COHORT_FSYNC_ALWAYS;
+	cohort_db *db;
+	cr_assert_eq(cohort_open(dir, &opts, &db), 0);
+	cohort_column_def col = { "x", COHORT_I64, 0, 0 };
+	cr_assert_eq(cohort_table_create(db, "t", &col, 1, NULL, NULL), 0);
+	conn_env env = { .db = db, .max_frame = PROTO_MAX_FRAME_DEFAULT,
+			 .max_batch = PROTO_MAX_BATCH_DEFAULT,
+			 .max_k = COHORT_MAX_K, .out_limit = 1 << 20,
+			 .max_subs = 16, .server_name = "test" };
+	server_config cfg = { .listen = "127.0.0.1:0", .nthreads = 2 };
+	server *sv = NULL;
+	char err[256];
+	/* the n-th allocation from here is loop n's registration */
+	for (long n = 0; n < 2; n++) {
+		err[0] = 0;
+		alloc_fail_after(n);
+		int rc = server_new(&cfg, &env, &sv, err, sizeof err);
+		alloc_fail_after(-1);
+		cr_assert_eq(rc, COHORT_ENOMEM, "failing allocation %ld: %d "
+			     "(%s)", n, rc, err);
+		char want[64];
+		snprintf(want, sizeof want, "log notification of loop %ld", n);
+		cr_assert_not_null(strstr(err, want), "%s", err);
+	}
+
+	cr_assert_eq(server_new(&cfg, &env, &sv, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(server_start(sv), 0);
+	srv local = { .port = server_port(sv) };
+	int fd = srv_connect(&local);
+	cr_assert_eq(srv_hello_auth(fd, NULL), PROTO_ROLE_ADMIN);
+	proto_wbuf w = { 0 };
+	encode_put(&w, 40, "a", 1, NULL, 0);
+	send_all_ok(fd, &w);
+	proto_wbuf_free(&w);
+	uint32_t len;
+	uint8_t *b = expect(fd, PROTO_OP_PUT, 40, &len);
+	cr_assert_eq(put_status(b, len), 0);
+	free(b);
+	close(fd);
+	server_stop(sv);
+	cr_assert_eq(server_wait(sv), 0);
+	server_free(sv);
+	cr_assert_eq(cohort_close(db), 0);
 }
 
 /* ---- in-process: the loops' defaults -------------------------------------- */
