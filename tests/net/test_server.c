@@ -902,15 +902,14 @@ Test(server, sighup_is_ignored_and_the_stop_snapshots)
 
 /* ---- in-process: a failed group commit ------------------------------------ */
 
-/* The server in this process over a database whose next log sync fails
- * (store/io_int.h's fault injection): the write that needed it is never
- * acknowledged, its connection is closed without a response. */
-static void failed_sync(bool no_uring)
+/* A database under `always` in a fresh directory (removed by fini), with
+ * a table t of one column, and the connection environment over it. */
+static cohort_db *always_db(conn_env *env)
 {
 	char dir[64];
-	snprintf(dir, sizeof dir, "/tmp/cohort-srvsync-XXXXXX");
+	snprintf(dir, sizeof dir, "/tmp/cohort-srvdb-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(S.dir, sizeof S.dir, "%s", dir);   /* removed by fini */
+	snprintf(S.dir, sizeof S.dir, "%s", dir);
 	cohort_options opts;
 	cohort_options_init(&opts);
 	opts.fsync = COHORT_FSYNC_ALWAYS;
@@ -918,10 +917,33 @@ static void failed_sync(bool no_uring)
 	cr_assert_eq(cohort_open(dir, &opts, &db), 0);
 	cohort_column_def col = { "x", COHORT_I64, 0, 0 };
 	cr_assert_eq(cohort_table_create(db, "t", &col, 1, NULL, NULL), 0);
-	conn_env env = { .db = db, .max_frame = PROTO_MAX_FRAME_DEFAULT,
-			 .max_batch = PROTO_MAX_BATCH_DEFAULT,
-			 .max_k = COHORT_MAX_K, .out_limit = 1 << 20,
-			 .max_subs = 16, .server_name = "test" };
+	*env = (conn_env){ .db = db, .max_frame = PROTO_MAX_FRAME_DEFAULT,
+			   .max_batch = PROTO_MAX_BATCH_DEFAULT,
+			   .max_k = COHORT_MAX_K, .out_limit = 1 << 20,
+			   .max_subs = 16, .server_name = "test" };
+	return db;
+}
+
+/* Put key "a" (request id 40) on fd and expect it acknowledged. */
+static void put_acknowledged(int fd)
+{
+	proto_wbuf w = { 0 };
+	encode_put(&w, 40, "a", 1, NULL, 0);
+	send_all_ok(fd, &w);
+	proto_wbuf_free(&w);
+	uint32_t len;
+	uint8_t *b = expect(fd, PROTO_OP_PUT, 40, &len);
+	cr_assert_eq(put_status(b, len), 0);
+	free(b);
+}
+
+/* The server in this process over a database whose next log sync fails
+ * (store/io_int.h's fault injection): the write that needed it is never
+ * acknowledged, its connection is closed without a response. */
+static void failed_sync(bool no_uring)
+{
+	conn_env env;
+	cohort_db *db = always_db(&env);
 	server_config cfg = { .listen = "127.0.0.1:0", .nthreads = 1,
 			      .no_uring = no_uring };
 	server *sv;
@@ -931,21 +953,15 @@ static void failed_sync(bool no_uring)
 	srv local = { .port = server_port(sv) };
 	int fd = srv_connect(&local);
 	cr_assert_eq(srv_hello_auth(fd, NULL), PROTO_ROLE_ADMIN);
-	proto_wbuf w = { 0 };
-	encode_put(&w, 40, "a", 1, NULL, 0);
-	send_all_ok(fd, &w);
-	proto_wbuf_free(&w);
-	uint32_t len;
-	uint8_t *b = expect(fd, PROTO_OP_PUT, 40, &len);
-	cr_assert_eq(put_status(b, len), 0);
-	free(b);
+	put_acknowledged(fd);
 
 	io_fault_arm(IO_SYNC, 0, IO_FAULT_EIO);
-	memset(&w, 0, sizeof w);
+	proto_wbuf w = { 0 };
 	encode_put(&w, 41, "b", 2, NULL, 0);
 	send_all_ok(fd, &w);
 	proto_wbuf_free(&w);
 	proto_hdr h;
+	uint8_t *b;
 	int rc = srv_read_frame(fd, &h, &b, 5000);
 	if (rc == 0)
 		cr_assert_fail("a write whose sync failed was answered: opcode "
@@ -979,21 +995,8 @@ Test(server, failed_sync_acknowledges_nothing_epoll)
  * answers durable writes. */
 Test(server, refused_log_notification_fails_server_new)
 {
-	char dir[64];
-	snprintf(dir, sizeof dir, "/tmp/cohort-srvnote-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	snprintf(S.dir, sizeof S.dir, "%s", dir);   /* removed by fini */
-	cohort_options opts;
-	cohort_options_init(&opts);
-	opts.fsync = COHORT_FSYNC_ALWAYS;
-	cohort_db *db;
-	cr_assert_eq(cohort_open(dir, &opts, &db), 0);
-	cohort_column_def col = { "x", COHORT_I64, 0, 0 };
-	cr_assert_eq(cohort_table_create(db, "t", &col, 1, NULL, NULL), 0);
-	conn_env env = { .db = db, .max_frame = PROTO_MAX_FRAME_DEFAULT,
-			 .max_batch = PROTO_MAX_BATCH_DEFAULT,
-			 .max_k = COHORT_MAX_K, .out_limit = 1 << 20,
-			 .max_subs = 16, .server_name = "test" };
+	conn_env env;
+	cohort_db *db = always_db(&env);
 	server_config cfg = { .listen = "127.0.0.1:0", .nthreads = 2 };
 	server *sv = NULL;
 	char err[256];
@@ -1015,14 +1018,7 @@ Test(server, refused_log_notification_fails_server_new)
 	srv local = { .port = server_port(sv) };
 	int fd = srv_connect(&local);
 	cr_assert_eq(srv_hello_auth(fd, NULL), PROTO_ROLE_ADMIN);
-	proto_wbuf w = { 0 };
-	encode_put(&w, 40, "a", 1, NULL, 0);
-	send_all_ok(fd, &w);
-	proto_wbuf_free(&w);
-	uint32_t len;
-	uint8_t *b = expect(fd, PROTO_OP_PUT, 40, &len);
-	cr_assert_eq(put_status(b, len), 0);
-	free(b);
+	put_acknowledged(fd);
 	close(fd);
 	server_stop(sv);
 	cr_assert_eq(server_wait(sv), 0);
