@@ -30,13 +30,20 @@
  *   raw_fdatasync_4k       context for `always`: a plain loop of 4 KiB
  *                          pwrite (appending) + fdatasync on a temp file in
  *                          the same /tmp, in the same run; latency in us
+ *   events_always_tmpfs    context for the speedup: the same 64 writers
+ *                          with the database on tmpfs (/dev/shm), where
+ *                          the log's writes cost no device time: what the
+ *                          CPUs allow the workload when only its
+ *                          threads' sleeps and wake-ups remain
  *   group_commit_speedup   events/s with 64 writers / with 1 writer under
  *                          always, io_uring path (target >= 20); and
  *                          group_commit_speedup_pwrite for the pwrite path
  * Each events line also gives `syncs`, the log's fdatasyncs during the timed
  * run, and `events_per_sync`, the group size: counted by the I/O layer's
  * test hook (io_int.h: a fault armed that never fires only counts), which
- * costs an atomic per write and per sync of the writer thread.
+ * costs an atomic per write and per sync of the writer thread; and
+ * `csw_per_event`, the process's context switches (getrusage, voluntary and
+ * not) per acknowledged event.
  *
  * Sixty-four writers on a two-core machine is the point: under `always`
  * they spend their time blocked until their record is durable, and group
@@ -65,7 +72,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define NCUST 100000u             /* customers */
@@ -87,6 +97,7 @@ typedef struct wal_conf {
 	cohort_fsync fsync;
 	bool no_uring;
 	int threads;
+	const char *base;         /* where its directory goes; NULL: /tmp */
 } wal_conf;
 
 /* What a configuration measured. */
@@ -95,6 +106,7 @@ typedef struct wal_result {
 	uint64_t events;          /* acknowledged events */
 	double seconds;
 	double cpu_share;
+	double csw;               /* the process's context switches */
 	long syncs;               /* fdatasyncs of the log during the run */
 	char io_path[160];
 } wal_result;
@@ -144,12 +156,17 @@ static size_t cust_key(uint64_t n, char *buf)
 /* ------------------------------------------------------------------------
  * Directories
  * ------------------------------------------------------------------------ */
-static int make_dir(char *dir, size_t len)
+static int make_dir_in(const char *base, char *dir, size_t len)
 {
-	snprintf(dir, len, "/tmp/cohort-bench-wal-XXXXXX");
+	snprintf(dir, len, "%s/cohort-bench-wal-XXXXXX", base);
 	if (!mkdtemp(dir))
 		return fail_errno("mkdtemp", dir, errno);
 	return 0;
+}
+
+static int make_dir(char *dir, size_t len)
+{
+	return make_dir_in("/tmp", dir, len);
 }
 
 /* Remove dir and the files in it (the database writes no subdirectories). */
@@ -346,6 +363,13 @@ static int threads_failed(wal_thread **ts, int n)
 	return 0;
 }
 
+/* Whether path is a directory on tmpfs. */
+static bool is_tmpfs(const char *path)
+{
+	struct statfs sf;
+	return statfs(path, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+}
+
 /* One configuration, from a fresh directory to its removal. */
 static int run_conf(const bench_ctx *ctx, const wal_conf *c, wal_thread **ts,
 		    wal_result *out)
@@ -356,7 +380,7 @@ static int run_conf(const bench_ctx *ctx, const wal_conf *c, wal_thread **ts,
 
 	memset(&w, 0, sizeof w);
 	memset(out, 0, sizeof *out);
-	if (make_dir(w.dir, sizeof w.dir))
+	if (make_dir_in(c->base ? c->base : "/tmp", w.dir, sizeof w.dir))
 		return 1;
 	if (db_prefill(&w) || db_open(&w, c->fsync, c->no_uring) ||
 	    db_columns(&w))
@@ -379,8 +403,13 @@ static int run_conf(const bench_ctx *ctx, const wal_conf *c, wal_thread **ts,
 
 	/* count the log's syncs: a fault armed that never fires */
 	io_fault_arm(IO_SYNC, LONG_MAX, IO_FAULT_NONE);
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
 	int brc = bench_run(c->threads, ctx->quick ? 0.1 : 1.0, event_batch,
 			    (void *const *)ts, &r);
+	getrusage(RUSAGE_SELF, &ru1);
+	out->csw = (double)(ru1.ru_nvcsw - ru0.ru_nvcsw) +
+		   (double)(ru1.ru_nivcsw - ru0.ru_nivcsw);
 	out->syncs = io_fault_count(IO_SYNC);
 	io_fault_reset();
 	if (brc != 0 || threads_failed(ts, c->threads))
@@ -427,7 +456,12 @@ static void report_conf(const bench_ctx *ctx, const wal_conf *c,
 			       1e6 * c->threads / res->rate);
 	if (!isnan(fsync_us))
 		bench_line_num(&l, "raw_fdatasync_us", fsync_us);
+	if (c->base)
+		bench_line_str(&l, "dir", c->base);
 	bench_line_num(&l, "cpu_share", res->cpu_share);
+	if (res->events)
+		bench_line_num(&l, "csw_per_event",
+			       res->csw / (double)res->events);
 	bench_report(ctx, &l);
 }
 
@@ -871,18 +905,21 @@ static void report_speedup(const bench_ctx *ctx, const char *metric,
 int bench_wal(bench_ctx *ctx)
 {
 	static const wal_conf confs[] = {
-		{ "events_none", COHORT_FSYNC_NONE, false, 1 },
-		{ "events_none", COHORT_FSYNC_NONE, false, 2 },
-		{ "events_interval", COHORT_FSYNC_INTERVAL, false, 1 },
-		{ "events_interval", COHORT_FSYNC_INTERVAL, false, 2 },
-		{ "events_always", COHORT_FSYNC_ALWAYS, false, 1 },
-		{ "events_always", COHORT_FSYNC_ALWAYS, false, 2 },
-		{ "events_always", COHORT_FSYNC_ALWAYS, false, 64 },
-		{ "events_always_pwrite", COHORT_FSYNC_ALWAYS, true, 1 },
-		{ "events_always_pwrite", COHORT_FSYNC_ALWAYS, true, 64 },
+		{ "events_none", COHORT_FSYNC_NONE, false, 1, NULL },
+		{ "events_none", COHORT_FSYNC_NONE, false, 2, NULL },
+		{ "events_interval", COHORT_FSYNC_INTERVAL, false, 1, NULL },
+		{ "events_interval", COHORT_FSYNC_INTERVAL, false, 2, NULL },
+		{ "events_always", COHORT_FSYNC_ALWAYS, false, 1, NULL },
+		{ "events_always", COHORT_FSYNC_ALWAYS, false, 2, NULL },
+		{ "events_always", COHORT_FSYNC_ALWAYS, false, 64, NULL },
+		{ "events_always_pwrite", COHORT_FSYNC_ALWAYS, true, 1, NULL },
+		{ "events_always_pwrite", COHORT_FSYNC_ALWAYS, true, 64, NULL },
+		{ "events_always_tmpfs", COHORT_FSYNC_ALWAYS, false, 64,
+		  "/dev/shm" },
 	};
 	enum { NCONF = sizeof confs / sizeof confs[0] };
-	enum { ALWAYS_1 = 4, ALWAYS_64 = 6, PWRITE_1 = 7, PWRITE_64 = 8 };
+	enum { ALWAYS_1 = 4, ALWAYS_64 = 6, PWRITE_1 = 7, PWRITE_64 = 8,
+	       TMPFS_64 = 9 };
 	wal_result res[NCONF];
 	wal_thread *ts[MAX_THREADS];
 	double fsync_us = NAN;
@@ -914,6 +951,12 @@ int bench_wal(bench_ctx *ctx)
 			    raw_dsync(ctx, 1) || raw_dsync(ctx, 4))
 				goto out;
 			raw = fsync_us;
+		}
+		/* no tmpfs at /dev/shm: no line (said so) */
+		if (k == TMPFS_64 && !is_tmpfs(c->base)) {
+			bench_note(ctx, "%s: no tmpfs at %s, skipped", c->metric,
+				   c->base);
+			continue;
 		}
 		if (run_conf(ctx, c, ts, &res[k]))
 			goto out;

@@ -52,6 +52,7 @@
 #include <linux/futex.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -798,6 +799,7 @@ int wal_sync(wal *w, uint64_t lsn)
 		pthread_mutex_lock(&w->mu);
 		return failed_unlock(w);
 	}
+	bool yielded = false;
 	for (;;) {
 		if (atomic_load(&w->durable_lsn) >= lsn)
 			return 0;
@@ -811,6 +813,24 @@ int wal_sync(wal *w, uint64_t lsn)
 		if (lsn >= w->next_lsn)
 			return never_appended_unlock(w, lsn);
 		bool buffered = lsn > w->taken_lsn;
+		if (buffered && room(w) && in_flight(w) && !yielded) {
+			/*
+			 * Buffered, a slot free, and a group already on the
+			 * disk: the writers that its predecessor's publication
+			 * woke are about to append. Give them the CPU once
+			 * before taking the group, so that it carries their
+			 * records too (PostgreSQL's commit_delay, with a yield
+			 * for the delay; a lone writer never has a group in
+			 * flight when it leads, so it never yields). 64
+			 * writers, 2 cores: groups of 20 events instead of 10,
+			 * and 286 K events/s instead of 157 K (benchmarks.md,
+			 * wal).
+			 */
+			yielded = true;
+			pthread_mutex_unlock(&w->mu);
+			sched_yield();
+			continue;
+		}
 		if (buffered && room(w)) {
 			/* not durable, not in flight: buffered. Lead. */
 			flush_group(w, true);
