@@ -178,6 +178,41 @@ void ann_row_written(cohort_table *t, aw_ctx *w, uint32_t slot,
 	}
 }
 
+bool ann_slot_retire(cohort_table *t, uint32_t slot, uint64_t hash)
+{
+	stripe *own = stripe_of(t, hash);
+	stripe *held[COHORT_MAX_INDEXES];
+	int nheld = 0;
+	int n = atomic_load_explicit(&t->nindexes, memory_order_relaxed);
+	for (int i = 0; i < n; i++) {
+		stripe *s = stripe_of(t, atomic_load_explicit(
+			phash_of(t->indexes[i], slot), memory_order_relaxed));
+		bool have = s == own;
+		for (int j = 0; j < nheld && !have; j++)
+			have = held[j] == s;
+		if (have)
+			continue;
+		/* never wait: this thread holds own, and a holder of s may
+		 * be retiring a slot of own's */
+		if (pthread_rwlock_trywrlock(&s->lock) != 0) {
+			while (nheld)
+				pthread_rwlock_unlock(&held[--nheld]->lock);
+			return false;
+		}
+		held[nheld++] = s;
+	}
+	for (int i = 0; i < n; i++) {
+		annidx *ix = t->indexes[i];
+		atomic_fetch_add_explicit(seq_of(ix, slot), 1,
+					  memory_order_relaxed);
+		atomic_store_explicit(phash_of(ix, slot), hash,
+				      memory_order_relaxed);
+	}
+	while (nheld)
+		pthread_rwlock_unlock(&held[--nheld]->lock);
+	return true;
+}
+
 void ann_row_end(cohort_table *t, aw_ctx *w)
 {
 	(void)t;
@@ -791,16 +826,25 @@ static float api_dist(const annidx *ix, const float *q, const float *v)
 	}
 }
 
-/* Lock the stripe of slot's row (its latest write's key); returns it. */
+/* Lock the stripe of slot's row (its latest write's key); returns it.
+ * The hash is read again under the lock: a reused slot's hash moves to
+ * its new key under the old key's stripe (ann_slot_retire), so a hash that
+ * held under its stripe is the row's. */
 static stripe *lock_slot(const annidx *ix, uint32_t slot, bool excl)
 {
-	stripe *s = stripe_of(ix->t, atomic_load_explicit(phash_of(ix, slot),
-							  memory_order_relaxed));
-	if (excl)
-		pthread_rwlock_wrlock(&s->lock);
-	else
-		pthread_rwlock_rdlock(&s->lock);
-	return s;
+	for (;;) {
+		uint64_t h = atomic_load_explicit(phash_of(ix, slot),
+						  memory_order_relaxed);
+		stripe *s = stripe_of(ix->t, h);
+		if (excl)
+			pthread_rwlock_wrlock(&s->lock);
+		else
+			pthread_rwlock_rdlock(&s->lock);
+		if (atomic_load_explicit(phash_of(ix, slot),
+					 memory_order_relaxed) == h)
+			return s;
+		pthread_rwlock_unlock(&s->lock);  /* reused meanwhile */
+	}
 }
 
 static const float *vec_fn(void *ctx, uint64_t label, float *buf)
@@ -822,25 +866,14 @@ static const float *vec_fn(void *ctx, uint64_t label, float *buf)
 static void add_row(qctx *x, topk *tk, uint32_t slot)
 {
 	annidx *ix = x->ix;
-	for (int tries = 0; tries < 4; tries++) {
-		uint64_t h = atomic_load_explicit(phash_of(ix, slot),
-						  memory_order_relaxed);
-		stripe *s = stripe_of(ix->t, h);
-		pthread_rwlock_rdlock(&s->lock);
-		if (atomic_load_explicit(phash_of(ix, slot),
-					 memory_order_relaxed) != h) {
-			pthread_rwlock_unlock(&s->lock);
-			continue;     /* reused meanwhile: its new stripe */
-		}
-		if (slot_live(ix->t, slot) && passes(x, slot) &&
-		    row_vec(ix, slot, x->buf)) {
-			uint32_t len;
-			const char *key = table_slot_key(ix->t, slot, &len);
-			top_add(tk, api_dist(ix, x->q, x->buf), slot, key, len);
-		}
-		pthread_rwlock_unlock(&s->lock);
-		return;
+	stripe *s = lock_slot(ix, slot, false);
+	if (slot_live(ix->t, slot) && passes(x, slot) &&
+	    row_vec(ix, slot, x->buf)) {
+		uint32_t len;
+		const char *key = table_slot_key(ix->t, slot, &len);
+		top_add(tk, api_dist(ix, x->q, x->buf), slot, key, len);
 	}
+	pthread_rwlock_unlock(&s->lock);
 }
 
 static void scan_pending(qctx *x, topk *tk)

@@ -6,8 +6,11 @@
  *   seq     bumped by every write or delete of the column, under the row's
  *           stripe (exclusive): lets the worker see it was overtaken;
  *   phash   the hash of the key of the row's latest write: the stripe to
- *           lock to read it (a reused slot gets a new one, and its new
- *           write sets the pending bit first);
+ *           lock to read it. A freed slot keeps its last key's hash until
+ *           a new key takes it: ann_slot_retire then moves it, under the
+ *           old key's stripe too, so a reader holding that stripe either
+ *           finishes before the new key's row is written or finds the hash
+ *           changed and locks the new key's stripe (lock_slot);
  *   node1   the graph node of the slot + 1 (0: none); the worker's alone;
  *   pending bit: set by the write, cleared by the worker once the graph
  *           holds the row as of that write.
@@ -43,6 +46,13 @@ static inline bool ann_active(const cohort_table *t)
  * row was cleared) or, with del, in every index. */
 void ann_row_written(cohort_table *t, aw_ctx *w, uint32_t slot,
 		     uint64_t hash, const uint64_t *cols, bool reset, bool del);
+/* A free slot about to take the key of hash (its stripe held exclusive,
+ * and the table's alloc_lock): under the stripes of the slot's last keys
+ * as well, taken without waiting, bump its sequence and point its hash at
+ * the new key, so that no reader or worker that found it by an old key
+ * reads the new row while it is written. False when one of those stripes
+ * is busy: the caller takes another slot. */
+bool ann_slot_retire(cohort_table *t, uint32_t slot, uint64_t hash);
 /* After the lock: queue the rows for the workers. */
 void ann_row_end(cohort_table *t, aw_ctx *w);
 

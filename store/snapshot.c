@@ -626,7 +626,8 @@ static int load_slots(cohort_table *t, const in *r, const section *keys,
 		if (!key || len == 0)
 			return corrupt(r, keys->at, "bad key");
 		uint32_t slot;
-		int rc = table_slot_alloc(t, key, len, &slot);
+		int rc = table_slot_alloc(t, key, len, key_hash(key, len),
+					  &slot);
 		if (rc)
 			return rc;
 		if (slot != i)

@@ -287,9 +287,10 @@ int column_check(const cohort_table *t, int column);
 /* Chunks for at least nrows slots in every column (bulk loads). */
 int table_reserve(cohort_table *t, uint64_t nrows);
 /* Take a free slot (or a new one, growing the chunks), store the key bytes
- * and mark it live. Called under the key's stripe lock. */
+ * and mark it live. Called under the stripe lock of the key, whose hash is
+ * hash. */
 int table_slot_alloc(cohort_table *t, const void *key, uint32_t key_len,
-		     uint32_t *slot);
+		     uint64_t hash, uint32_t *slot);
 /* Zero every value of the slot and its key bytes, clear it from the live
  * bitmap and put it on the free list. Under the stripe lock. */
 void table_slot_free(cohort_table *t, uint32_t slot);

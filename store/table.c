@@ -391,14 +391,18 @@ int table_reserve(cohort_table *t, uint64_t nrows)
 }
 
 int table_slot_alloc(cohort_table *t, const void *key, uint32_t key_len,
-		     uint32_t *out)
+		     uint64_t hash, uint32_t *out)
 {
 	pthread_mutex_lock(&t->alloc_lock);
 	uint32_t slot;
 	uint64_t ref = 0;
 	bool reused = false;
 	int rc = 0;
-	if (t->free_head) {
+	/* a free slot that a similarity index's reader may still hold by
+	 * its last key is first retired there; if that cannot be done
+	 * without waiting, a new slot serves */
+	if (t->free_head &&
+	    (!ann_active(t) || ann_slot_retire(t, t->free_head - 1, hash))) {
 		slot = t->free_head - 1;
 		ref = tab_chunk(t, slot)->keyref[slot_off(slot)];
 		reused = true;

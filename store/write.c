@@ -444,7 +444,7 @@ static int row_apply(cohort_table *t, const void *key, size_t key_len,
 			       c->name, cohort_strerror(rc));
 	}
 	if (rc == 0 && fresh) {
-		rc = table_slot_alloc(t, key, (uint32_t)key_len, &slot);
+		rc = table_slot_alloc(t, key, (uint32_t)key_len, h, &slot);
 		if (rc == 0) {
 			rc = keymap_insert(t, s, h, slot);
 			if (rc)
