@@ -362,6 +362,19 @@ static void notify_loops(wal *w, uint64_t durable, bool stopped)
 	pthread_mutex_unlock(&w->nmu);
 }
 
+/* The header of the record at h, whose len payload bytes are in place
+ * after it: length, type, LSN, and the CRC32C of header and payload. */
+static void seal_record(unsigned char *h, uint8_t type, uint64_t lsn,
+			uint32_t len)
+{
+	memcpy(h, &len, 4);
+	h[4] = type;
+	h[5] = h[6] = h[7] = 0;
+	memcpy(h + 8, &lsn, 8);
+	uint32_t crc = crc32c(crc32c(0, h, 16), h + WAL_HEADER, len);
+	memcpy(h + 16, &crc, 4);
+}
+
 /*
  * Direct writes: end the group with a record of type WAL_GROUP_END that
  * pads it to a whole block and carries the end of the segment's durable
@@ -377,13 +390,9 @@ static void end_group(wal *w, walbuf *b)
 	uint64_t l = b->last_lsn;       /* it takes no LSN of its own */
 	uint64_t d = (uint64_t)w->durable_off;
 	unsigned char *h = (unsigned char *)b->p + b->len;
-	memset(h, 0, end - b->len);
-	memcpy(h, &n, 4);
-	h[4] = WAL_GROUP_END;
-	memcpy(h + 8, &l, 8);
+	memset(h + WAL_HEADER, 0, n);
 	memcpy(h + WAL_HEADER, &d, 8);
-	uint32_t crc = crc32c(crc32c(0, h, 16), h + WAL_HEADER, n);
-	memcpy(h + 16, &crc, 4);
+	seal_record(h, WAL_GROUP_END, l, n);
 	w->bytes += end - b->len;       /* the log's size, padding included */
 	b->len = end;
 	b->nrec++;
@@ -759,14 +768,9 @@ int wal_append(wal *w, uint8_t type, const void *payload, uint32_t len,
 	}
 	uint64_t l = w->next_lsn++;
 	unsigned char *h = (unsigned char *)w->active.p + w->active.len;
-	memcpy(h, &len, 4);
-	h[4] = type;
-	h[5] = h[6] = h[7] = 0;
-	memcpy(h + 8, &l, 8);
-	uint32_t crc = crc32c(crc32c(0, h, 16), payload, len);
-	memcpy(h + 16, &crc, 4);
 	if (len)
 		memcpy(h + WAL_HEADER, payload, len);
+	seal_record(h, type, l, len);
 	w->active.len += need;
 	w->active.nrec++;
 	w->active.last_lsn = l;
